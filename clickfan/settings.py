@@ -1,0 +1,126 @@
+"""Every default of clickfan, in one place.
+
+A field's default lives here and nowhere else. Each can be overridden by an
+environment variable named ``CLICKFAN_<FIELD>`` (upper case), and commands
+override both with their flags via :func:`dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """A CLICKFAN_* variable that cannot be read as its field's type."""
+
+
+def _default_home() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "clickfan"
+
+
+@dataclass(frozen=True)
+class Settings:
+    # where artifacts, data and logs live
+    home: Path = field(default_factory=_default_home)
+    host: str = "127.0.0.1"
+
+    # versions of the real services (resolved from Maven Central)
+    kafka_version: str = "4.1.1"
+    # 8.19 runs on the machine's Java 17, the same JVM as Kafka and Hadoop, and
+    # pairs with the elasticsearch 8.x Python client.
+    elasticsearch_version: str = "8.19.7"
+    hadoop_version: str = "3.5.0"
+    java_home: str = ""  # empty: JAVA_HOME, then the java on PATH
+
+    # Kafka: three brokers in KRaft combined mode
+    kafka_ports: tuple[int, ...] = (9092, 9093, 9094)
+    kafka_controller_ports: tuple[int, ...] = (19092, 19093, 19094)
+    kafka_heap: str = "256m"
+    kafka_cluster_id: str = "Y2xpY2tmYW4tbG9jYWwtMQ"  # 16 bytes, base64url
+    # the optional second, one-broker cluster (`clickfan up --extra-cluster`)
+    extra_kafka_port: int = 9095
+    extra_kafka_controller_port: int = 19095
+
+    # Elasticsearch: one node
+    es_port: int = 9200
+    es_transport_port: int = 9300
+    es_heap: str = "512m"
+    es_user: str = "clickfan"  # Elasticsearch refuses to run as root
+
+    # HDFS: one NameNode, one DataNode
+    namenode_rpc_port: int = 8020
+    namenode_http_port: int = 9870
+    datanode_http_port: int = 9864
+    datanode_port: int = 9866
+    datanode_ipc_port: int = 9867
+    hadoop_heap: str = "256m"
+    hdfs_user: str = "clickfan"
+
+    # topics
+    topic: str = "click-logs"
+    dlq_topic: str = "click-logs.dlq"
+    partitions: int = 6
+    replication_factor: int = 3
+    min_insync_replicas: int = 2
+
+    # how long `up` waits for one service to become healthy
+    start_timeout_s: float = 180.0
+    stop_timeout_s: float = 30.0
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(f"{self.host}:{port}" for port in self.kafka_ports)
+
+    @property
+    def es_url(self) -> str:
+        return f"http://{self.host}:{self.es_port}"
+
+    @property
+    def webhdfs_url(self) -> str:
+        return f"http://{self.host}:{self.namenode_http_port}"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    def with_overrides(self, **overrides: object) -> Settings:
+        """Apply CLI flags; ``None`` means "flag not given"."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return dataclasses.replace(self, **given)
+
+
+def _parse(raw: str, current: object, name: str) -> object:
+    try:
+        if isinstance(current, bool):
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if isinstance(current, int):
+            return int(raw)
+        if isinstance(current, float):
+            return float(raw)
+        if isinstance(current, Path):
+            return Path(raw).expanduser()
+        if isinstance(current, tuple):
+            return tuple(int(p) for p in raw.replace(" ", "").split(",") if p)
+    except ValueError as exc:
+        raise SettingsError(f"CLICKFAN_{name.upper()}={raw!r}: {exc}") from None
+    return raw
+
+
+def load(environ: dict[str, str] | None = None) -> Settings:
+    """Defaults, overridden by CLICKFAN_* environment variables."""
+    env = os.environ if environ is None else environ
+    base = Settings()
+    overrides = {}
+    for f in fields(Settings):
+        raw = env.get(f"CLICKFAN_{f.name.upper()}")
+        if raw is not None:
+            overrides[f.name] = _parse(raw, getattr(base, f.name), f.name)
+    return dataclasses.replace(base, **overrides)
