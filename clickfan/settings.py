@@ -71,6 +71,28 @@ class Settings:
     start_timeout_s: float = 180.0
     stop_timeout_s: float = 30.0
 
+    # producer (`clickfan produce`, generators/)
+    produce_rate: float = 0.0  # events/s; 0 = as fast as the brokers take them
+    produce_acks: str = "all"  # 0 | 1 | all
+    produce_idempotence: bool = True  # needs acks=all; switched off with a note otherwise
+    produce_compression: str = "lz4"  # none | gzip | snappy | lz4 | zstd
+    produce_keys: str = "user"  # user | none | vip
+    produce_linger_ms: int = 5
+    produce_batch_size: int = 262144  # bytes per partition batch
+    produce_batch_num_messages: int = 10000
+    produce_queue_max_messages: int = 100000  # local queue; full -> poll, never drop
+    # a record neither acknowledged nor failed by then is reported failed (_MSG_TIMED_OUT)
+    produce_delivery_timeout_ms: int = 120000  # the Java client's delivery.timeout.ms
+    produce_metadata_timeout_s: float = 10.0  # how long to wait for brokers before giving up
+    produce_seed: int = -1  # -1: a fresh random seed, printed in the summary
+    produce_users: int = 10000  # size of the simulated user base
+    vip_user_fraction: float = 0.1  # share of users flagged VIP
+    vip_partitions: int = 0  # partitions reserved for VIP users with --keys vip; 0: use vip_share
+    vip_share: float = 0.8  # the seed's example: 8 of 10 partitions
+    bad_fraction: float = 0.0  # share of malformed records mixed in
+    max_event_bytes: int = 65536  # a larger record is not a valid click event
+    oversized_event_bytes: int = 102400  # size of the "oversized" bad records (< 1 MB broker limit)
+
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(f"{self.host}:{port}" for port in self.kafka_ports)

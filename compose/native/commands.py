@@ -1,0 +1,93 @@
+"""`clickfan up|down|status|start|stop|fetch|kafka|hdfs`: the native stack's commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.console import Console
+
+from clickfan.settings import load
+from compose.native import stack, tools
+
+err = Console(stderr=True)
+
+
+@click.command()
+@click.option("--fresh", is_flag=True, help="Remove all data first (as `down --wipe`).")
+@click.option("--extra-cluster", is_flag=True,
+              help="Also start a second, one-broker Kafka cluster (for the multi-cluster lag view).")
+def up(fresh: bool, extra_cluster: bool) -> None:
+    """Start Kafka (3 brokers, KRaft), Elasticsearch and HDFS natively, and wait until healthy."""
+    settings = load()
+    if fresh:
+        stack.down(settings, err, wipe=True)
+    started = stack.up(settings, err, extra_cluster=extra_cluster)
+    if started:
+        statuses, cluster = stack.status(settings)
+        err.print(stack.status_table(statuses))
+        err.print(f"Kafka: {settings.bootstrap_servers}   Elasticsearch: {settings.es_url}   "
+                  f"HDFS: {settings.webhdfs_url} (WebHDFS), "
+                  f"hdfs://{settings.host}:{settings.namenode_rpc_port}")
+
+
+@click.command()
+@click.option("--wipe", is_flag=True, help="Also remove all data (topics, indices, HDFS files).")
+def down(wipe: bool) -> None:
+    """Stop every service (gracefully, then forcefully after a timeout). Data is kept."""
+    stack.down(load(), err, wipe=wipe)
+
+
+@click.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(as_json: bool) -> None:
+    """Show every service: pid, ports, health, memory, log. Exit code 0 only if all are healthy."""
+    statuses, cluster = stack.status(load())
+    report = stack.status_json(statuses, cluster)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        Console().print(stack.status_table(statuses))
+        click.echo(f"kafka cluster: {cluster.detail}; total RSS {report['total_rss_mb']:.0f} MB")
+    sys.exit(0 if report["healthy"] else 1)
+
+
+@click.command()
+@click.argument("service")
+def start(service: str) -> None:
+    """Start one service (e.g. kafka-2) and wait until it is healthy."""
+    stack.start_one(load(), service, err)
+
+
+@click.command()
+@click.argument("service")
+def stop(service: str) -> None:
+    """Stop one service (e.g. kafka-2); the others keep running."""
+    stack.stop_one(load(), service, err)
+
+
+@click.command()
+def fetch() -> None:
+    """Download the server programs from Maven Central into the cache (done by `up` too)."""
+    stack.fetch_artifacts(load(), err)
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,
+                                 "help_option_names": []})
+@click.argument("tool")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def kafka(tool: str, args: tuple[str, ...]) -> None:
+    """Run one of Apache Kafka's own tools, e.g. `clickfan kafka kafka-topics --list ...`."""
+    tools.exec_tool(tools.kafka_tool_argv(load(), tool, list(args)))
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,
+                                 "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def hdfs(args: tuple[str, ...]) -> None:
+    """Run Hadoop's own `hdfs` command, e.g. `clickfan hdfs dfs -ls -R /`."""
+    tools.exec_tool(tools.hdfs_argv(load(), list(args)))
+
+
+stack_commands = [up, down, status, start, stop, fetch, kafka, hdfs]

@@ -1,0 +1,381 @@
+"""Bring the native stack up, report on it, and take it down.
+
+`up` is idempotent: services already running are left alone, the rest are
+started, and it returns only once every service is really healthy (Kafka: all
+brokers in the metadata and a quorum leader; Elasticsearch: green or yellow;
+HDFS: a live DataNode, out of safe mode, a WebHDFS write and read). If one
+fails, its log tail is shown and whatever this call started is stopped again.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass
+
+import requests
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from clickfan.errors import ClickfanError
+from clickfan.settings import Settings
+from compose.native import artifacts, process
+from compose.native.java import check_java
+from compose.native.services import (
+    KafkaBroker,
+    Probe,
+    Service,
+    all_services,
+    core_services,
+    extra_kafka_broker,
+)
+
+POLL_S = 1.0
+
+
+@dataclass
+class ServiceStatus:
+    name: str
+    state: str  # healthy | unhealthy | down
+    pid: int | None
+    ports: dict[str, int]
+    detail: str
+    rss_mb: float
+    data_dir: str
+    log_file: str
+
+
+def _quiet_logger() -> logging.Logger:
+    # librdkafka reports every refused connection; during start-up that is noise
+    logger = logging.getLogger("clickfan.kafka-admin")
+    logger.addHandler(logging.NullHandler())
+    logger.propagate = False
+    return logger
+
+
+def admin_client(bootstrap: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap, "logger": _quiet_logger()})
+
+
+def kafka_cluster_probe(brokers: list[KafkaBroker]) -> Probe:
+    """All brokers in the cluster metadata, and a controller-quorum leader alive."""
+    host = brokers[0].settings.host
+    bootstrap = ",".join(f"{host}:{b.port}" for b in brokers)
+    try:
+        metadata = admin_client(bootstrap).list_topics(timeout=3)
+    except KafkaException as exc:
+        return Probe(False, f"no metadata: {exc.args[0].str()}")
+    in_metadata = sorted(metadata.brokers)
+    expected = sorted(b.node_id for b in brokers)
+    if in_metadata != expected:
+        return Probe(False, f"brokers in metadata {in_metadata}, expected {expected}")
+    live = {b.node_id for b in brokers if running_pid(b) is not None}
+    leaders = {b.quorum_leader() for b in brokers if b.node_id in live}
+    leader = next((lead for lead in leaders if lead in live), None)
+    if leader is None:
+        return Probe(False, "no controller-quorum leader")
+    return Probe(True, f"{len(in_metadata)} brokers in metadata, quorum leader {leader}")
+
+
+def running_pid(service: Service) -> int | None:
+    return process.running_pid(service.pid_file, service.marker)
+
+
+def service_status(service: Service) -> ServiceStatus:
+    pid = running_pid(service)
+    if pid is None:
+        probe, state = Probe(False, "not running"), "down"
+    else:
+        probe = service.probe()
+        state = "healthy" if probe.healthy else "unhealthy"
+    return ServiceStatus(
+        name=service.name,
+        state=state,
+        pid=pid,
+        ports=service.ports,
+        detail=probe.detail,
+        rss_mb=round(process.resident_bytes(pid) / 2**20, 1) if pid else 0.0,
+        data_dir=str(service.data_dir),
+        log_file=str(service.log_file),
+    )
+
+
+def known_services(settings: Settings) -> list[Service]:
+    """The core stack, plus the extra cluster when it has been started."""
+    extra = extra_kafka_broker(settings)
+    return all_services(settings, extra_cluster=extra.pid_file.exists())
+
+
+def status(settings: Settings) -> tuple[list[ServiceStatus], Probe]:
+    services = known_services(settings)
+    statuses = [service_status(s) for s in services]
+    brokers = [s for s in services if isinstance(s, KafkaBroker) and s.name != "kafka-extra"]
+    cluster = kafka_cluster_probe(brokers)
+    if not cluster.healthy:
+        for st in statuses:
+            if st.name.startswith("kafka-") and st.name != "kafka-extra" and st.state == "healthy":
+                st.state, st.detail = "unhealthy", f"{st.detail}; cluster: {cluster.detail}"
+    return statuses, cluster
+
+
+def status_json(statuses: list[ServiceStatus], cluster: Probe) -> dict:
+    return {
+        "healthy": all(s.state == "healthy" for s in statuses),
+        "kafka_cluster": asdict(cluster),
+        "services": [asdict(s) for s in statuses],
+        "total_rss_mb": round(sum(s.rss_mb for s in statuses), 1),
+    }
+
+
+def status_table(statuses: list[ServiceStatus]) -> Table:
+    table = Table(title="clickfan stack", caption=_paths_caption(statuses), caption_justify="left")
+    for column in ("service", "state", "pid", "ports", "rss MB", "detail"):
+        table.add_column(column, overflow="fold")
+    colour = {"healthy": "green", "unhealthy": "yellow", "down": "red"}
+    for st in statuses:
+        table.add_row(
+            st.name,
+            f"[{colour[st.state]}]{st.state}[/]",
+            str(st.pid or "-"),
+            ",".join(str(p) for p in st.ports.values()),
+            f"{st.rss_mb:.0f}" if st.pid else "-",
+            st.detail,
+        )
+    return table
+
+
+def _paths_caption(statuses: list[ServiceStatus]) -> str:
+    return "\n".join(f"{st.name}: log {st.log_file}  data {st.data_dir}" for st in statuses)
+
+
+# ------------------------------------------------------------------- up/down
+
+
+def fetch_artifacts(settings: Settings, console: Console) -> None:
+    for artifact in artifacts.all_artifacts(settings):
+        artifacts.ensure(artifact, console)
+
+
+def up(settings: Settings, console: Console, extra_cluster: bool = False) -> list[str]:
+    """Start what is not running, wait until all is healthy. Returns the names started."""
+    java = check_java(settings)
+    fetch_artifacts(settings, console)
+    services = all_services(settings, extra_cluster)
+    to_start = [s for s in services if running_pid(s) is None]
+    if not to_start and _all_healthy(services):
+        console.print("[green]The stack is already up and healthy; nothing changed.[/]")
+        return []
+    process.check_ports_free(
+        settings.host, {what: port for s in to_start for what, port in s.ports.items()}
+    )
+    started: dict[str, int] = {}  # name -> pid, to undo exactly what this call did
+    try:
+        for service in to_start:
+            service.prepare(java)
+            started[service.name] = process.start(service.launch_spec(java))
+        _wait_healthy(settings, services, console)
+        _check_webhdfs(settings)
+        ensure_topics(settings, console)
+        if extra_cluster:
+            ensure_topics(settings, console, bootstrap=f"{settings.host}:{settings.extra_kafka_port}",
+                          replication_factor=1, min_insync=1)
+    except BaseException:
+        with console.status("start-up failed: stopping what was started"):
+            for pid in started.values():
+                process.stop(pid, settings.stop_timeout_s)
+        raise
+    return list(started)
+
+
+def _all_healthy(services: list[Service]) -> bool:
+    brokers = [s for s in services if isinstance(s, KafkaBroker) and s.name != "kafka-extra"]
+    return all(s.probe().healthy for s in services) and kafka_cluster_probe(brokers).healthy
+
+
+def _wait_healthy(settings: Settings, services: list[Service], console: Console) -> None:
+    brokers = [s for s in services if isinstance(s, KafkaBroker) and s.name != "kafka-extra"]
+    began = time.monotonic()
+    pending = {s.name: s for s in services}
+    probes: dict[str, Probe] = {}
+
+    def table() -> Table:
+        elapsed = time.monotonic() - began
+        t = Table(title=f"starting the stack ({elapsed:.0f}s)")
+        t.add_column("service")
+        t.add_column("state")
+        for s in services:
+            p = probes.get(s.name, Probe(False, "starting"))
+            mark = "[green]healthy[/]" if p.healthy else "[yellow]waiting[/]"
+            t.add_row(s.name, f"{mark} {p.detail}")
+        return t
+
+    with Live(table(), console=console, refresh_per_second=2, transient=True) as live:
+        while pending:
+            for name, service in list(pending.items()):
+                pid = running_pid(service)
+                if pid is None or process.exited_early(pid):
+                    _fail(service, "exited during start-up")
+                probes[name] = service.probe()
+                if probes[name].healthy:
+                    del pending[name]
+            if not pending:
+                cluster = kafka_cluster_probe(brokers)
+                probes["kafka cluster"] = cluster
+                if not cluster.healthy:
+                    pending["kafka-1"] = brokers[0]
+            if time.monotonic() - began > settings.start_timeout_s:
+                slow = next(iter(pending.values()))
+                _fail(slow, f"not healthy after {settings.start_timeout_s:.0f}s "
+                      f"({probes.get(slow.name, Probe(False, '?')).detail})")
+            live.update(table())
+            if pending:
+                time.sleep(POLL_S)
+    console.print(f"[green]All {len(services)} services healthy[/] after "
+                  f"{time.monotonic() - began:.1f}s.")
+
+
+def _fail(service: Service, why: str) -> None:
+    tail = log_tail(service, 25)
+    raise ClickfanError(
+        f"{service.name} {why}. Last lines of {service.log_file}:\n{tail}\n"
+        "Everything this command started has been stopped again."
+    )
+
+
+def log_tail(service: Service, lines: int) -> str:
+    try:
+        text = service.log_file.read_text(errors="replace").splitlines()
+    except OSError:
+        return "  (no log written)"
+    return "\n".join("  " + line for line in text[-lines:])
+
+
+def _check_webhdfs(settings: Settings) -> None:
+    """A real write and read through WebHDFS, as the sinks will do it."""
+    from hdfs import InsecureClient
+    from hdfs.util import HdfsError
+
+    client = InsecureClient(settings.webhdfs_url, user=settings.hdfs_user, timeout=10)
+    path = f"/tmp/clickfan-health/{uuid.uuid4().hex}"
+    payload = b"clickfan health check"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            client.write(path, data=payload, overwrite=True)
+            with client.read(path) as reader:
+                ok = reader.read() == payload
+            client.delete(path)
+            if ok:
+                return
+            raise ClickfanError("WebHDFS read back different bytes than were written")
+        except (HdfsError, requests.RequestException) as exc:
+            # right after safe mode ends the DataNode may not take blocks yet
+            if time.monotonic() > deadline:
+                raise ClickfanError(f"WebHDFS write/read check failed: {exc}") from None
+            time.sleep(1)
+
+
+def ensure_topics(
+    settings: Settings,
+    console: Console,
+    bootstrap: str | None = None,
+    replication_factor: int | None = None,
+    min_insync: int | None = None,
+) -> None:
+    """Create click-logs and its dead-letter topic unless they exist."""
+    rf = replication_factor or settings.replication_factor
+    isr = min_insync or settings.min_insync_replicas
+    admin = admin_client(bootstrap or settings.bootstrap_servers)
+    existing = admin.list_topics(timeout=10).topics
+    wanted = [
+        NewTopic(name, settings.partitions, rf, config={"min.insync.replicas": str(isr)})
+        for name in (settings.topic, settings.dlq_topic)
+        if name not in existing
+    ]
+    if not wanted:
+        return
+    for name, future in admin.create_topics(wanted, request_timeout=30).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
+                raise ClickfanError(f"creating topic {name} failed: {exc.args[0].str()}") from None
+        console.print(f"created topic {name} ({settings.partitions} partitions, "
+                      f"replication {rf}, min.insync.replicas {isr})")
+
+
+def down(settings: Settings, console: Console, wipe: bool = False) -> None:
+    """Stop every service (SIGTERM, then SIGKILL after the timeout)."""
+    services = known_services(settings)
+    # Elasticsearch and HDFS first, the Kafka brokers together last so the
+    # controller quorum keeps its majority while brokers shut down cleanly.
+    for service in sorted(services, key=lambda s: s.kind == "kafka"):
+        pid = running_pid(service)
+        if pid is None:
+            continue
+        with console.status(f"stopping {service.name} (pid {pid})"):
+            graceful = process.stop(pid, settings.stop_timeout_s)
+        note = "" if graceful else f" (killed after {settings.stop_timeout_s:.0f}s)"
+        console.print(f"stopped {service.name}{note}")
+        service.pid_file.unlink(missing_ok=True)
+    if wipe:
+        wipe_data(settings, console)
+
+
+def wipe_data(settings: Settings, console: Console) -> None:
+    for service in all_services(settings, extra_cluster=True):
+        if service.kind == "elasticsearch":
+            # keep the unpacked install; remove the node's data only
+            for sub in ("data", "logs", "config"):
+                shutil.rmtree(service.data_dir / sub, ignore_errors=True)
+    shutil.rmtree(settings.data_dir, ignore_errors=True)
+    console.print(f"removed all data under {settings.data_dir}")
+
+
+def find_service(settings: Settings, name: str) -> Service:
+    services = {s.name: s for s in all_services(settings, extra_cluster=True)}
+    if name not in services:
+        raise ClickfanError(
+            f"no service named {name!r}; the services are: {', '.join(services)}", exit_code=2
+        )
+    return services[name]
+
+
+def start_one(settings: Settings, name: str, console: Console) -> None:
+    service = find_service(settings, name)
+    if running_pid(service) is not None:
+        console.print(f"{name} is already running.")
+        return
+    java = check_java(settings)
+    fetch_artifacts(settings, console)
+    process.check_ports_free(settings.host, service.ports)
+    service.prepare(java)
+    pid = process.start(service.launch_spec(java))
+    deadline = time.monotonic() + settings.start_timeout_s
+    with console.status(f"starting {name} (pid {pid})"):
+        while not service.probe().healthy:
+            if process.exited_early(pid):
+                _fail(service, "exited during start-up")
+            if time.monotonic() > deadline:
+                _fail(service, f"not healthy after {settings.start_timeout_s:.0f}s")
+            time.sleep(POLL_S)
+    console.print(f"[green]{name} is up[/] (pid {pid}).")
+
+
+def stop_one(settings: Settings, name: str, console: Console) -> None:
+    service = find_service(settings, name)
+    pid = running_pid(service)
+    if pid is None:
+        console.print(f"{name} is not running.")
+        return
+    graceful = process.stop(pid, settings.stop_timeout_s)
+    service.pid_file.unlink(missing_ok=True)
+    console.print(f"stopped {name}" + ("" if graceful else " (killed after the timeout)"))
+
+
+__all__ = ["up", "down", "status", "start_one", "stop_one", "core_services"]
