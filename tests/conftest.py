@@ -1,0 +1,119 @@
+"""Fixtures shared by the whole suite.
+
+The stack is started once per test run (`stack`, session-scoped) and every
+test gets its own topic, dead-letter topic, consumer groups, index prefix and
+HDFS folder (`names`) instead of restarting services: six JVMs share two cores.
+
+    pytest --stack=native    # default: `clickfan up` on this machine
+    pytest --stack=external  # services already running (e.g. `clickfan up` by hand)
+    pytest --stack=docker    # compose/docker-compose.yml via pytest-docker
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import NewTopic
+from rich.console import Console
+
+from clickfan.settings import Settings, load
+from compose.native import stack as native_stack
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--stack",
+        choices=("native", "external", "docker"),
+        default="native",
+        help="how the integration tests reach Kafka, Elasticsearch and HDFS",
+    )
+    parser.addoption(
+        "--keep-stack",
+        action="store_true",
+        help="leave a stack that this run started running afterwards",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration/" in str(item.path).replace("\\", "/"):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def docker_compose_file() -> str:
+    return str(ROOT / "compose" / "docker-compose.yml")
+
+
+@pytest.fixture(scope="session")
+def stack(request: pytest.FixtureRequest) -> Settings:
+    """A healthy stack; the settings to reach it."""
+    settings = load()
+    mode = request.config.getoption("--stack")
+    console = Console(stderr=True)
+    if mode == "docker":
+        services = request.getfixturevalue("docker_services")
+        services.wait_until_responsive(
+            check=lambda: _healthy(settings), timeout=300.0, pause=2.0
+        )
+        native_stack.ensure_topics(settings, console)
+        return settings
+    if mode == "external":
+        if not _healthy(settings):
+            pytest.exit("--stack=external: the stack is not healthy (see `clickfan status`)", 3)
+        return settings
+    started = native_stack.up(settings, console)
+    if started and not request.config.getoption("--keep-stack"):
+        request.addfinalizer(lambda: native_stack.down(settings, console))
+    return settings
+
+
+def _healthy(settings: Settings) -> bool:
+    statuses, cluster = native_stack.status(settings)
+    core = [s for s in statuses if s.name != "kafka-extra"]
+    return cluster.healthy and all(s.state == "healthy" for s in core)
+
+
+@dataclass(frozen=True)
+class Names:
+    """Names owned by one test, so tests never see each other's data."""
+
+    prefix: str
+    topic: str
+    dlq_topic: str
+    es_group: str
+    hdfs_group: str
+    index_prefix: str
+    hdfs_root: str
+
+
+@pytest.fixture
+def names(stack: Settings) -> Names:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    test_names = Names(
+        prefix=prefix,
+        topic=f"{prefix}.click-logs",
+        dlq_topic=f"{prefix}.click-logs.dlq",
+        es_group=f"{prefix}.es-indexer",
+        hdfs_group=f"{prefix}.hdfs-archiver",
+        index_prefix=f"{prefix}-clicks",
+        hdfs_root=f"/tests/{prefix}",
+    )
+    admin = native_stack.admin_client(stack.bootstrap_servers)
+    topics = [
+        NewTopic(
+            name,
+            stack.partitions,
+            stack.replication_factor,
+            config={"min.insync.replicas": str(stack.min_insync_replicas)},
+        )
+        for name in (test_names.topic, test_names.dlq_topic)
+    ]
+    for future in admin.create_topics(topics, request_timeout=30).values():
+        future.result()
+    return test_names
