@@ -26,6 +26,7 @@ def _default_home() -> Path:
 class Settings:
     # where artifacts, data and logs live
     home: Path = field(default_factory=_default_home)
+    cache_dir: str = ""  # downloaded server programs; empty: <home>/artifacts
     host: str = "127.0.0.1"
 
     # versions of the real services (resolved from Maven Central)
@@ -93,6 +94,17 @@ class Settings:
     max_event_bytes: int = 65536  # a larger record is not a valid click event
     oversized_event_bytes: int = 102400  # size of the "oversized" bad records (< 1 MB broker limit)
 
+    # lag monitor (lagmon): Burrow-style evaluation, its HTTP API, `clickfan lag`
+    monitor_host: str = "127.0.0.1"
+    monitor_port: int = 8000
+    lag_interval_s: float = 5.0  # between reads of log-end offsets and owners
+    lag_window: int = 10  # commits kept per partition (Burrow's "intervals")
+    lag_min_distance_s: float = 0.0  # a commit closer than this replaces the previous
+    lag_allowed_lag: int = 0  # a lag at or below this counts as caught up
+    lag_minimum_complete: float = 0.0  # share of the window filled before evaluating
+    lag_webhook_url: str = ""  # POST a notice on group status change; empty: log only
+    lag_config: str = ""  # TOML file listing clusters; empty: the local stack only
+
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(f"{self.host}:{port}" for port in self.kafka_ports)
@@ -111,7 +123,7 @@ class Settings:
 
     @property
     def artifacts_dir(self) -> Path:
-        return self.home / "artifacts"
+        return Path(self.cache_dir).expanduser() if self.cache_dir else self.home / "artifacts"
 
     def with_overrides(self, **overrides: object) -> Settings:
         """Apply CLI flags; ``None`` means "flag not given"."""

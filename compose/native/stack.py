@@ -164,7 +164,6 @@ def fetch_artifacts(settings: Settings, console: Console) -> None:
 def up(settings: Settings, console: Console, extra_cluster: bool = False) -> list[str]:
     """Start what is not running, wait until all is healthy. Returns the names started."""
     java = check_java(settings)
-    fetch_artifacts(settings, console)
     services = all_services(settings, extra_cluster)
     to_start = [s for s in services if running_pid(s) is None]
     if not to_start and _all_healthy(services):
@@ -173,6 +172,7 @@ def up(settings: Settings, console: Console, extra_cluster: bool = False) -> lis
     process.check_ports_free(
         settings.host, {what: port for s in to_start for what, port in s.ports.items()}
     )
+    fetch_artifacts(settings, console)
     started: dict[str, int] = {}  # name -> pid, to undo exactly what this call did
     try:
         for service in to_start:
@@ -328,11 +328,9 @@ def down(settings: Settings, console: Console, wipe: bool = False) -> None:
 
 
 def wipe_data(settings: Settings, console: Console) -> None:
+    # Elasticsearch's folder may live outside the data dir (see Elasticsearch.data_dir)
     for service in all_services(settings, extra_cluster=True):
-        if service.kind == "elasticsearch":
-            # keep the unpacked install; remove the node's data only
-            for sub in ("data", "logs", "config"):
-                shutil.rmtree(service.data_dir / sub, ignore_errors=True)
+        shutil.rmtree(service.data_dir, ignore_errors=True)
     shutil.rmtree(settings.data_dir, ignore_errors=True)
     console.print(f"removed all data under {settings.data_dir}")
 
