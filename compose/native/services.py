@@ -452,41 +452,41 @@ def hadoop_classpath(settings: Settings) -> str:
     return os.pathsep.join([str(hadoop_conf_dir(settings)), str(art.root), str(art.libs / "*")])
 
 
-def write_hadoop_conf(settings: Settings) -> None:
+def core_site(settings: Settings) -> dict[str, object]:
+    return {
+        "fs.defaultFS": f"hdfs://{settings.host}:{settings.namenode_rpc_port}",
+        "hadoop.tmp.dir": settings.data_dir / "hdfs-tmp",
+        "hadoop.http.staticuser.user": settings.hdfs_user,
+    }
+
+
+def hdfs_site(settings: Settings) -> dict[str, object]:
     host = settings.host
+    return {
+        "dfs.replication": 1,
+        "dfs.namenode.name.dir": settings.data_dir / "namenode" / "name",
+        "dfs.datanode.data.dir": settings.data_dir / "datanode" / "data",
+        "dfs.namenode.rpc-address": f"{host}:{settings.namenode_rpc_port}",
+        "dfs.namenode.http-address": f"{host}:{settings.namenode_http_port}",
+        "dfs.datanode.address": f"{host}:{settings.datanode_port}",
+        "dfs.datanode.http.address": f"{host}:{settings.datanode_http_port}",
+        "dfs.datanode.ipc.address": f"{host}:{settings.datanode_ipc_port}",
+        # WebHDFS redirects clients to the DataNode by this name
+        "dfs.datanode.hostname": host,
+        "dfs.webhdfs.enabled": "true",
+        "dfs.permissions.enabled": "false",
+        "dfs.namenode.safemode.extension": 0,
+        "dfs.namenode.secondary.http-address": f"{host}:0",
+        # a demo's disk may be fuller than the 100 MB default reserve allows
+        "dfs.namenode.resource.du.reserved": 10 * 1024 * 1024,
+    }
+
+
+def write_hadoop_conf(settings: Settings) -> None:
     conf = hadoop_conf_dir(settings)
     conf.mkdir(parents=True, exist_ok=True)
-    (conf / "core-site.xml").write_text(
-        _hadoop_xml(
-            {
-                "fs.defaultFS": f"hdfs://{host}:{settings.namenode_rpc_port}",
-                "hadoop.tmp.dir": settings.data_dir / "hdfs-tmp",
-                "hadoop.http.staticuser.user": settings.hdfs_user,
-            }
-        )
-    )
-    (conf / "hdfs-site.xml").write_text(
-        _hadoop_xml(
-            {
-                "dfs.replication": 1,
-                "dfs.namenode.name.dir": settings.data_dir / "namenode" / "name",
-                "dfs.datanode.data.dir": settings.data_dir / "datanode" / "data",
-                "dfs.namenode.rpc-address": f"{host}:{settings.namenode_rpc_port}",
-                "dfs.namenode.http-address": f"{host}:{settings.namenode_http_port}",
-                "dfs.datanode.address": f"{host}:{settings.datanode_port}",
-                "dfs.datanode.http.address": f"{host}:{settings.datanode_http_port}",
-                "dfs.datanode.ipc.address": f"{host}:{settings.datanode_ipc_port}",
-                # WebHDFS redirects clients to the DataNode by this name
-                "dfs.datanode.hostname": host,
-                "dfs.webhdfs.enabled": "true",
-                "dfs.permissions.enabled": "false",
-                "dfs.namenode.safemode.extension": 0,
-                "dfs.namenode.secondary.http-address": f"{host}:0",
-                # a demo's disk may be fuller than the 100 MB default reserve allows
-                "dfs.namenode.resource.du.reserved": 10 * 1024 * 1024,
-            }
-        )
-    )
+    (conf / "core-site.xml").write_text(_hadoop_xml(core_site(settings)))
+    (conf / "hdfs-site.xml").write_text(_hadoop_xml(hdfs_site(settings)))
     (conf / "log4j.properties").write_text(HADOOP_LOG4J)
 
 
