@@ -151,3 +151,25 @@ def test_unknown_kafka_tool_lists_the_tools(isolated: dict[str, str]) -> None:
     result = clickfan("kafka", "kafka-nonsense", env=isolated)
     assert result.returncode == 2
     assert "kafka-console-producer" in result.stderr
+
+
+def test_unreachable_maven_central_on_first_start_is_explained(
+    isolated: dict[str, str], tmp_path: Path
+) -> None:
+    # a Maven whose only repository is a closed local port, with an empty local repo
+    m2 = tmp_path / ".m2"
+    m2.mkdir()
+    (m2 / "settings.xml").write_text(
+        "<settings><mirrors><mirror><id>nowhere</id><mirrorOf>*</mirrorOf>"
+        "<url>http://127.0.0.1:9/maven2</url></mirror></mirrors></settings>"
+    )
+    env = {
+        **isolated,
+        "CLICKFAN_CACHE_DIR": str(tmp_path / "empty-cache"),
+        "MAVEN_OPTS": f"-Duser.home={tmp_path}",  # Maven finds ~/.m2 through user.home
+    }
+    result = clickfan("fetch", env=env)
+    assert result.returncode == 1
+    _no_traceback(result.stderr)
+    assert "could not fetch kafka" in result.stderr
+    assert "Maven Central could not be reached" in result.stderr
