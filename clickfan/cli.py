@@ -14,6 +14,8 @@ from clickfan import __version__
 from clickfan.errors import ClickfanError
 from clickfan.settings import SettingsError
 from compose.native.commands import stack_commands
+from generators.commands import produce
+from lagmon.commands import lag, monitor
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,6 +26,9 @@ def cli() -> None:
 
 for command in stack_commands:
     cli.add_command(command)
+cli.add_command(monitor)
+cli.add_command(lag)
+cli.add_command(produce)
 
 
 def main() -> None:

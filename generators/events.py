@@ -59,7 +59,7 @@ _SEARCH_ENGINES = (
 _EVENTS_ON_PAGE: dict[str, dict[str, int]] = {
     "home": {"page_view": 55, "click": 30, "search": 15},
     "category": {"page_view": 50, "click": 35, "search": 15},
-    "product": {"page_view": 40, "click": 25, "add_to_cart": 30, "search": 5},
+    "product": {"page_view": 50, "click": 30, "add_to_cart": 15, "search": 5},
     "search": {"page_view": 60, "click": 30, "search": 10},
     "cart": {"page_view": 45, "click": 20, "remove_from_cart": 25},
     "checkout": {"purchase": 60, "page_view": 25, "click": 15},
@@ -79,7 +79,12 @@ _NEXT_PAGE: dict[str, dict[str, int]] = {
 _LANDING = {"home": 40, "product": 35, "category": 20, "search": 5}
 _CLICK_ELEMENTS = {
     "home": ("div.hero-banner > a", "nav a.category-link", "a.product-card", "a#logo"),
-    "category": ("a.product-card", "select#sort-order", "input.filter-checkbox", "button.load-more"),
+    "category": (
+        "a.product-card",
+        "select#sort-order",
+        "input.filter-checkbox",
+        "button.load-more",
+    ),
     "product": ("img.product-image", "button.size-option", "a#reviews-tab", "a.related-product"),
     "search": ("a.search-result", "button.next-page", "input.filter-checkbox", "select#sort-order"),
     "cart": ("input.quantity", "a#continue-shopping", "button#apply-coupon", "button#checkout"),
@@ -120,7 +125,10 @@ def _tables(weights: dict[str, dict[str, int]]) -> dict[str, _Table]:
 
 _EVENT_TABLES = _tables(_EVENTS_ON_PAGE)
 _EVENT_TABLES_EMPTY_CART = _tables(
-    {page: {e: w for e, w in ws.items() if e not in _NEEDS_CART} for page, ws in _EVENTS_ON_PAGE.items()}
+    {
+        page: {e: w for e, w in ws.items() if e not in _NEEDS_CART}
+        for page, ws in _EVENTS_ON_PAGE.items()
+    }
 )
 _NEXT_PAGE_TABLES = _tables(_NEXT_PAGE)
 _LANDING_TABLE = _Table(_LANDING)
@@ -219,7 +227,9 @@ class Pools:
         )
 
 
-def _user_agent_pools(fake: Faker, per_device: int = 60) -> dict[str, tuple[tuple[str, str, str], ...]]:
+def _user_agent_pools(
+    fake: Faker, per_device: int = 150
+) -> dict[str, tuple[tuple[str, str, str], ...]]:
     pools: dict[str, list[tuple[str, str, str]]] = {device: [] for device in DEVICES}
     for _ in range(50 * per_device * len(DEVICES)):
         ua = fake.user_agent()
@@ -369,7 +379,7 @@ class EventGenerator:
             return "login"
         tables = _EVENT_TABLES if s.cart else _EVENT_TABLES_EMPTY_CART
         event_type = self._pick(tables[s.page])
-        if event_type == "page_view":
+        if event_type == "nothing":
             self._go_to(s, self._pick(_NEXT_PAGE_TABLES[s.page]), s.page_url)
         elif event_type == "search":
             self._go_to(s, "search", s.page_url)
@@ -394,7 +404,7 @@ class EventGenerator:
         s.page, s.page_url, s.referrer = page, SITE + path, referrer
 
     def _element(self, s: _Session, event_type: str) -> str | None:
-        if event_type == "page_view":
+        if event_type == "nothing":
             return None
         if event_type == "click":
             return self._rng.choice(_CLICK_ELEMENTS[s.page])
@@ -420,4 +430,3 @@ class EventGenerator:
             prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
             self._second_cache[seconds] = prefix
         return f"{prefix}.{millis:03d}Z"
-

@@ -119,7 +119,7 @@ def _copy_dependencies(artifact: Artifact, target: Path, console: Console, final
         assert proc.stdout is not None
         for line in proc.stdout:
             tail = (tail + [line.rstrip()])[-30:]
-            if line.startswith("Downloaded from"):
+            if "Downloaded from" in line:
                 downloaded += 1
                 name = line.rsplit("/", 1)[-1].split(" ")[0]
                 status.update(f"Fetching {label}: {downloaded} files downloaded ({name})")
