@@ -379,7 +379,7 @@ class EventGenerator:
             return "login"
         tables = _EVENT_TABLES if s.cart else _EVENT_TABLES_EMPTY_CART
         event_type = self._pick(tables[s.page])
-        if event_type == "nothing":
+        if event_type == "page_view":
             self._go_to(s, self._pick(_NEXT_PAGE_TABLES[s.page]), s.page_url)
         elif event_type == "search":
             self._go_to(s, "search", s.page_url)
@@ -404,7 +404,7 @@ class EventGenerator:
         s.page, s.page_url, s.referrer = page, SITE + path, referrer
 
     def _element(self, s: _Session, event_type: str) -> str | None:
-        if event_type == "nothing":
+        if event_type == "page_view":
             return None
         if event_type == "click":
             return self._rng.choice(_CLICK_ELEMENTS[s.page])
