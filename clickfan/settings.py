@@ -134,7 +134,10 @@ class Settings:
 def _parse(raw: str, current: object, name: str) -> object:
     try:
         if isinstance(current, bool):
-            return raw.strip().lower() in ("1", "true", "yes", "on")
+            word = raw.strip().lower()
+            if word not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+                raise ValueError("expected true or false")
+            return word in ("1", "true", "yes", "on")
         if isinstance(current, int):
             return int(raw)
         if isinstance(current, float):

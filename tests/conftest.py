@@ -67,7 +67,8 @@ def stack(request: pytest.FixtureRequest) -> Settings:
         if not _healthy(settings):
             pytest.exit("--stack=external: the stack is not healthy (see `clickfan status`)", 3)
         return settings
-    started = native_stack.up(settings, console)
+    # the one-broker second cluster is cheap and the multi-cluster lag tests need it
+    started = native_stack.up(settings, console, extra_cluster=True)
     if started and not request.config.getoption("--keep-stack"):
         request.addfinalizer(lambda: native_stack.down(settings, console))
     return settings
