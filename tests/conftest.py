@@ -51,6 +51,12 @@ def docker_compose_file() -> str:
 
 
 @pytest.fixture(scope="session")
+def docker_setup() -> list[str]:
+    # only the services; the tests run the app themselves (topics: ensure_topics)
+    return ["up --wait kafka-1 kafka-2 kafka-3 elasticsearch namenode datanode"]
+
+
+@pytest.fixture(scope="session")
 def stack(request: pytest.FixtureRequest) -> Settings:
     """A healthy stack; the settings to reach it."""
     settings = load()
