@@ -57,10 +57,21 @@ def main() -> None:
         detail = ", ".join(f"{name} {mb:.0f}" for name, mb in per_service.items())
         print(f"run {i}: up {elapsed:.1f} s, total RSS {rss:.0f} MB ({detail})")
     up_median, rss_median = statistics.median(ups), statistics.median(rsss)
-    print(f"median of {args.runs}: up {up_median:.1f} s (target <= {UP_TARGET_S} s), "
-          f"RSS {rss_median:.0f} MB (target <= {RSS_TARGET_MB} MB)")
-    print(json.dumps({"runs": args.runs, "up_s": ups, "rss_mb": rsss,
-                      "up_median_s": up_median, "rss_median_mb": rss_median}))
+    print(
+        f"median of {args.runs}: up {up_median:.1f} s (target <= {UP_TARGET_S} s), "
+        f"RSS {rss_median:.0f} MB (target <= {RSS_TARGET_MB} MB)"
+    )
+    print(
+        json.dumps(
+            {
+                "runs": args.runs,
+                "up_s": ups,
+                "rss_mb": rsss,
+                "up_median_s": up_median,
+                "rss_median_mb": rss_median,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

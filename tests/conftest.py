@@ -64,9 +64,7 @@ def stack(request: pytest.FixtureRequest) -> Settings:
     console = Console(stderr=True)
     if mode == "docker":
         services = request.getfixturevalue("docker_services")
-        services.wait_until_responsive(
-            check=lambda: _healthy(settings), timeout=300.0, pause=2.0
-        )
+        services.wait_until_responsive(check=lambda: _healthy(settings), timeout=300.0, pause=2.0)
         native_stack.ensure_topics(settings, console)
         return settings
     if mode == "external":

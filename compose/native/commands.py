@@ -16,8 +16,11 @@ err = Console(stderr=True)
 
 @click.command()
 @click.option("--fresh", is_flag=True, help="Remove all data first (as `down --wipe`).")
-@click.option("--extra-cluster", is_flag=True,
-              help="Also start a second, one-broker Kafka cluster (for the multi-cluster lag view).")
+@click.option(
+    "--extra-cluster",
+    is_flag=True,
+    help="Also start a second, one-broker Kafka cluster (for the multi-cluster lag view).",
+)
 def up(fresh: bool, extra_cluster: bool) -> None:
     """Start Kafka (3 brokers, KRaft), Elasticsearch and HDFS natively, and wait until healthy."""
     settings = load()
@@ -27,9 +30,11 @@ def up(fresh: bool, extra_cluster: bool) -> None:
     if started:
         statuses, cluster = stack.status(settings)
         err.print(stack.status_table(statuses))
-        err.print(f"Kafka: {settings.bootstrap_servers}   Elasticsearch: {settings.es_url}   "
-                  f"HDFS: {settings.webhdfs_url} (WebHDFS), "
-                  f"hdfs://{settings.host}:{settings.namenode_rpc_port}")
+        err.print(
+            f"Kafka: {settings.bootstrap_servers}   Elasticsearch: {settings.es_url}   "
+            f"HDFS: {settings.webhdfs_url} (WebHDFS), "
+            f"hdfs://{settings.host}:{settings.namenode_rpc_port}"
+        )
 
 
 @click.command()
@@ -73,8 +78,13 @@ def fetch() -> None:
     stack.fetch_artifacts(load(), err)
 
 
-@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,
-                                 "help_option_names": []})
+@click.command(
+    context_settings={
+        "ignore_unknown_options": True,
+        "allow_interspersed_args": False,
+        "help_option_names": [],
+    }
+)
 @click.argument("tool")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def kafka(tool: str, args: tuple[str, ...]) -> None:
@@ -82,8 +92,13 @@ def kafka(tool: str, args: tuple[str, ...]) -> None:
     tools.exec_tool(tools.kafka_tool_argv(load(), tool, list(args)))
 
 
-@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,
-                                 "help_option_names": []})
+@click.command(
+    context_settings={
+        "ignore_unknown_options": True,
+        "allow_interspersed_args": False,
+        "help_option_names": [],
+    }
+)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def hdfs(args: tuple[str, ...]) -> None:
     """Run Hadoop's own `hdfs` command, e.g. `clickfan hdfs dfs -ls -R /`."""

@@ -214,9 +214,8 @@ class KafkaBroker(Service):
             check=False,
         )
         if result.returncode != 0:
-            raise ClickfanError(
-                f"formatting {self.name}'s storage failed: {(result.stderr or result.stdout)[-800:]}"
-            )
+            output = (result.stderr or result.stdout)[-800:]
+            raise ClickfanError(f"formatting {self.name}'s storage failed: {output}")
 
     def launch_spec(self, java: str) -> LaunchSpec:
         heap = self.settings.kafka_heap
@@ -307,7 +306,9 @@ def extra_kafka_broker(settings: Settings) -> KafkaBroker:
     """The one-broker second cluster, for the multi-cluster lag view."""
     port, controller = settings.extra_kafka_port, settings.extra_kafka_controller_port
     cluster_id = settings.kafka_cluster_id[:-1] + "2"
-    return KafkaBroker(settings, "kafka-extra", 1, port, controller, [(1, controller)], cluster_id, 1)
+    return KafkaBroker(
+        settings, "kafka-extra", 1, port, controller, [(1, controller)], cluster_id, 1
+    )
 
 
 # ------------------------------------------------------------- Elasticsearch
@@ -334,8 +335,10 @@ class Elasticsearch(Service):
 
     @property
     def ports(self) -> dict[str, int]:
-        return {"elasticsearch http": self.settings.es_port,
-                "elasticsearch transport": self.settings.es_transport_port}
+        return {
+            "elasticsearch http": self.settings.es_port,
+            "elasticsearch transport": self.settings.es_transport_port,
+        }
 
     @property
     def install_dir(self) -> Path:
@@ -501,8 +504,9 @@ log4j.logger.org.apache.hadoop.util.NativeCodeLoader=ERROR
 """
 
 
-def hadoop_java_argv(settings: Settings, java: str, main: str, heap: str | None = None,
-                     logger: str = "INFO,console") -> list[str]:
+def hadoop_java_argv(
+    settings: Settings, java: str, main: str, heap: str | None = None, logger: str = "INFO,console"
+) -> list[str]:
     argv = [java]
     if heap:
         argv += [f"-Xms{heap}", f"-Xmx{heap}"]
@@ -532,7 +536,9 @@ class NameNode(Service):
         write_hadoop_conf(self.settings)
         if not (self.data_dir / "name" / "current" / "VERSION").exists():
             argv = hadoop_java_argv(
-                self.settings, java, "org.apache.hadoop.hdfs.server.namenode.NameNode",
+                self.settings,
+                java,
+                "org.apache.hadoop.hdfs.server.namenode.NameNode",
                 logger="WARN,console",
             )
             result = subprocess.run(
@@ -546,14 +552,15 @@ class NameNode(Service):
 
     def launch_spec(self, java: str) -> LaunchSpec:
         argv = hadoop_java_argv(
-            self.settings, java, "org.apache.hadoop.hdfs.server.namenode.NameNode",
+            self.settings,
+            java,
+            "org.apache.hadoop.hdfs.server.namenode.NameNode",
             heap=self.settings.hadoop_heap,
         )
         return self._spec([argv[0], self.marker, *argv[1:]])
 
     def probe(self) -> Probe:
-        url = (f"{self.settings.webhdfs_url}/jmx?qry=Hadoop:service=NameNode,"
-               "name=NameNodeInfo")
+        url = f"{self.settings.webhdfs_url}/jmx?qry=Hadoop:service=NameNode,name=NameNodeInfo"
         try:
             beans = requests.get(url, timeout=2).json().get("beans", [])
         except (requests.RequestException, ValueError):
@@ -590,14 +597,18 @@ class DataNode(Service):
 
     def launch_spec(self, java: str) -> LaunchSpec:
         argv = hadoop_java_argv(
-            self.settings, java, "org.apache.hadoop.hdfs.server.datanode.DataNode",
+            self.settings,
+            java,
+            "org.apache.hadoop.hdfs.server.datanode.DataNode",
             heap=self.settings.hadoop_heap,
         )
         return self._spec([argv[0], self.marker, *argv[1:]])
 
     def probe(self) -> Probe:
-        url = (f"http://{self.settings.host}:{self.settings.datanode_http_port}/jmx"
-               "?qry=Hadoop:service=DataNode,name=DataNodeInfo")
+        url = (
+            f"http://{self.settings.host}:{self.settings.datanode_http_port}/jmx"
+            "?qry=Hadoop:service=DataNode,name=DataNodeInfo"
+        )
         try:
             beans = requests.get(url, timeout=2).json().get("beans", [])
         except (requests.RequestException, ValueError):
@@ -610,8 +621,12 @@ class DataNode(Service):
 
 def core_services(settings: Settings) -> list[Service]:
     """The stack of `clickfan up`, in start order."""
-    return [*kafka_brokers(settings), NameNode(settings), DataNode(settings),
-            Elasticsearch(settings)]
+    return [
+        *kafka_brokers(settings),
+        NameNode(settings),
+        DataNode(settings),
+        Elasticsearch(settings),
+    ]
 
 
 def all_services(settings: Settings, extra_cluster: bool = False) -> list[Service]:

@@ -182,8 +182,13 @@ def up(settings: Settings, console: Console, extra_cluster: bool = False) -> lis
         _check_webhdfs(settings)
         ensure_topics(settings, console)
         if extra_cluster:
-            ensure_topics(settings, console, bootstrap=f"{settings.host}:{settings.extra_kafka_port}",
-                          replication_factor=1, min_insync=1)
+            ensure_topics(
+                settings,
+                console,
+                bootstrap=f"{settings.host}:{settings.extra_kafka_port}",
+                replication_factor=1,
+                min_insync=1,
+            )
     except BaseException:
         with console.status("start-up failed: stopping what was started"):
             for pid in started.values():
@@ -230,13 +235,17 @@ def _wait_healthy(settings: Settings, services: list[Service], console: Console)
                     pending["kafka-1"] = brokers[0]
             if time.monotonic() - began > settings.start_timeout_s:
                 slow = next(iter(pending.values()))
-                _fail(slow, f"not healthy after {settings.start_timeout_s:.0f}s "
-                      f"({probes.get(slow.name, Probe(False, '?')).detail})")
+                _fail(
+                    slow,
+                    f"not healthy after {settings.start_timeout_s:.0f}s "
+                    f"({probes.get(slow.name, Probe(False, '?')).detail})",
+                )
             live.update(table())
             if pending:
                 time.sleep(POLL_S)
-    console.print(f"[green]All {len(services)} services healthy[/] after "
-                  f"{time.monotonic() - began:.1f}s.")
+    console.print(
+        f"[green]All {len(services)} services healthy[/] after {time.monotonic() - began:.1f}s."
+    )
 
 
 def _fail(service: Service, why: str) -> None:
@@ -305,8 +314,10 @@ def ensure_topics(
         except KafkaException as exc:
             if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
                 raise ClickfanError(f"creating topic {name} failed: {exc.args[0].str()}") from None
-        console.print(f"created topic {name} ({settings.partitions} partitions, "
-                      f"replication {rf}, min.insync.replicas {isr})")
+        console.print(
+            f"created topic {name} ({settings.partitions} partitions, "
+            f"replication {rf}, min.insync.replicas {isr})"
+        )
 
 
 def down(settings: Settings, console: Console, wipe: bool = False) -> None:

@@ -27,8 +27,13 @@ def _service(report: dict, name: str) -> dict:
 
 def test_click_logs_topic_as_kafka_topics_describes_it(stack: Settings) -> None:
     result = clickfan(
-        "kafka", "kafka-topics", "--bootstrap-server", stack.bootstrap_servers,
-        "--describe", "--topic", stack.topic,
+        "kafka",
+        "kafka-topics",
+        "--bootstrap-server",
+        stack.bootstrap_servers,
+        "--describe",
+        "--topic",
+        stack.topic,
     )
     assert result.returncode == 0, result.stderr
     header, *partitions = [ln for ln in result.stdout.splitlines() if ln.strip()]
@@ -59,8 +64,12 @@ def test_three_brokers_answer_and_quorum_has_a_leader(stack: Settings) -> None:
     ids = set(re.findall(r"\(id: (\d+) rack", versions.stdout))
     assert ids == {"1", "2", "3"}
     quorum = clickfan(
-        "kafka", "kafka-metadata-quorum", "--bootstrap-server", stack.bootstrap_servers,
-        "describe", "--status",
+        "kafka",
+        "kafka-metadata-quorum",
+        "--bootstrap-server",
+        stack.bootstrap_servers,
+        "describe",
+        "--status",
     )
     assert quorum.returncode == 0, quorum.stderr
     leader = int(re.search(r"LeaderId:\s+(\d+)", quorum.stdout).group(1))

@@ -80,7 +80,7 @@ def test_missing_java_is_explained(isolated: dict[str, str], tmp_path: Path) -> 
 def test_old_java_is_explained(isolated: dict[str, str], tmp_path: Path) -> None:
     fake = tmp_path / "jdk11" / "bin"
     fake.mkdir(parents=True)
-    (fake / "java").write_text('#!/bin/sh\necho \'openjdk version "11.0.22" 2024-01-16\' >&2\n')
+    (fake / "java").write_text("#!/bin/sh\necho 'openjdk version \"11.0.22\" 2024-01-16' >&2\n")
     (fake / "java").chmod(0o755)
     result = clickfan("up", env={**isolated, "CLICKFAN_JAVA_HOME": str(fake.parent)})
     assert result.returncode == 1

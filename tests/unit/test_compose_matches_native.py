@@ -16,8 +16,14 @@ from clickfan.settings import Settings
 from compose.native.services import Elasticsearch, core_site, hdfs_site, kafka_brokers
 
 COMPOSE = Path(__file__).resolve().parents[2] / "compose" / "docker-compose.yml"
-PATH_SETTINGS = {"log.dirs", "path.data", "path.logs", "hadoop.tmp.dir",
-                 "dfs.namenode.name.dir", "dfs.datanode.data.dir"}
+PATH_SETTINGS = {
+    "log.dirs",
+    "path.data",
+    "path.logs",
+    "hadoop.tmp.dir",
+    "dfs.namenode.name.dir",
+    "dfs.datanode.data.dir",
+}
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +76,10 @@ def test_same_elasticsearch(compose: dict, settings: Settings) -> None:
 def test_same_hdfs(compose: dict, settings: Settings) -> None:
     for service in ("namenode", "datanode"):
         env = compose[service]["environment"]
-        for prefix, native in (("CORE-SITE.XML_", core_site(settings)),
-                               ("HDFS-SITE.XML_", hdfs_site(settings))):
+        for prefix, native in (
+            ("CORE-SITE.XML_", core_site(settings)),
+            ("HDFS-SITE.XML_", hdfs_site(settings)),
+        ):
             for key, value in native.items():
                 if key not in PATH_SETTINGS:
                     assert str(env.get(prefix + key)) == str(value), (service, key)
