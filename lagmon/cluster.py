@@ -1,0 +1,102 @@
+"""What the admin API tells about one Kafka cluster.
+
+Log-end offsets of every topic partition (Burrow's cluster module), the
+consumer groups with their members (for partition owners), and committed
+offsets (for the one-shot ``clickfan lag`` view, which must agree with
+``kafka-consumer-groups --describe``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from confluent_kafka import (
+    ConsumerGroupTopicPartitions,
+    IsolationLevel,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, OffsetSpec
+
+from clickfan.errors import ClickfanError
+from lagmon.config import ClusterConfig
+
+TopicPartitionKey = tuple[str, int]
+
+
+class KafkaCluster:
+    def __init__(self, config: ClusterConfig, timeout_s: float = 10.0) -> None:
+        self.config = config
+        self.timeout_s = timeout_s
+        self._admin = AdminClient(
+            {
+                "bootstrap.servers": config.bootstrap_servers,
+                "client.id": "clickfan-lagmon",
+                "log_level": 0,  # failures surface as exceptions, reported once by the caller
+            }
+        )
+
+    def unreachable(self, exc: Exception) -> ClickfanError:
+        return ClickfanError(
+            f"cannot read Kafka cluster {self.config.name!r} at {self.config.bootstrap_servers}: "
+            f"{exc}. Is it running? (`clickfan status`; `clickfan up` starts the local stack)"
+        )
+
+    def topic_offsets(self) -> dict[str, list[int]]:
+        """Log-end offset of every partition of every topic, internal topics left out."""
+        metadata = self._admin.list_topics(timeout=self.timeout_s)
+        partitions = {
+            name: sorted(topic.partitions)
+            for name, topic in metadata.topics.items()
+            if not name.startswith("__") and topic.error is None
+        }
+        ends = self.log_end_offsets((t, p) for t, ps in partitions.items() for p in ps)
+        return {t: [ends[(t, p)] for p in ps] for t, ps in partitions.items()}
+
+    def log_end_offsets(
+        self, partitions: Iterable[TopicPartitionKey]
+    ) -> dict[TopicPartitionKey, int]:
+        request = {TopicPartition(t, p): OffsetSpec.latest() for t, p in partitions}
+        if not request:
+            return {}
+        # Uncommitted isolation: the high watermark, as kafka-consumer-groups and Burrow use.
+        futures = self._admin.list_offsets(
+            request,
+            isolation_level=IsolationLevel.READ_UNCOMMITTED,
+            request_timeout=self.timeout_s,
+        )
+        return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+
+    def groups(self) -> list[str]:
+        result = self._admin.list_consumer_groups(request_timeout=self.timeout_s).result()
+        return sorted(g.group_id for g in result.valid)
+
+    def owners(self, groups: list[str]) -> dict[str, dict[TopicPartitionKey, tuple[str, str]]]:
+        """For each group: (topic, partition) -> (member host, client id) of its owner."""
+        if not groups:
+            return {}
+        futures = self._admin.describe_consumer_groups(groups, request_timeout=self.timeout_s)
+        owners: dict[str, dict[TopicPartitionKey, tuple[str, str]]] = {}
+        for group, future in futures.items():
+            try:
+                description = future.result()
+            except KafkaException:
+                continue  # deleted meanwhile
+            owners[group] = {
+                (tp.topic, tp.partition): (member.host, member.client_id)
+                for member in description.members
+                if member.assignment
+                for tp in member.assignment.topic_partitions
+            }
+        return owners
+
+    def committed(self, group: str) -> dict[TopicPartitionKey, int]:
+        """The group's committed offsets; partitions without one are left out."""
+        request = [ConsumerGroupTopicPartitions(group)]
+        futures = self._admin.list_consumer_group_offsets(request, request_timeout=self.timeout_s)
+        result = futures[group].result()
+        return {
+            (tp.topic, tp.partition): tp.offset
+            for tp in result.topic_partitions
+            if tp.offset >= 0 and tp.error is None
+        }
