@@ -83,24 +83,34 @@ def stop(pid: int, timeout_s: float) -> bool:
 
     Returns True when it stopped gracefully.
     """
-    try:
-        pgid = os.getpgid(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return True
+    return stop_many([pid], timeout_s)[pid]
+
+
+def stop_many(pids: list[int], timeout_s: float) -> dict[int, bool]:
+    """Stop several services at once; pid -> whether it stopped gracefully.
+
+    Together, not one after the other: a KRaft broker's controlled shutdown
+    needs the controller quorum, which stopping brokers one by one takes away.
+    """
+    groups: dict[int, int] = {}
+    for pid in pids:
+        try:
+            groups[pid] = os.getpgid(pid)
+            os.killpg(groups[pid], signal.SIGTERM)
+        except ProcessLookupError:
+            groups.pop(pid, None)
+    graceful = {pid: True for pid in pids}
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not _group_alive(pgid):
-            return True
+    while groups and time.monotonic() < deadline:
+        groups = {pid: pgid for pid, pgid in groups.items() if _group_alive(pgid)}
         time.sleep(0.2)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    return False
+    for pid, pgid in groups.items():
+        graceful[pid] = False
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return graceful
 
 
 def _group_alive(pgid: int) -> bool:

@@ -217,10 +217,17 @@ def _wait_healthy(settings: Settings, services: list[Service], console: Console)
             p = probes.get(s.name, Probe(False, "starting"))
             mark = "[green]healthy[/]" if p.healthy else "[yellow]waiting[/]"
             t.add_row(s.name, f"{mark} {p.detail}")
+        if "kafka cluster" in probes:
+            p = probes["kafka cluster"]
+            t.add_row(
+                "kafka cluster",
+                ("[green]ok[/] " if p.healthy else "[yellow]waiting[/] ") + p.detail,
+            )
         return t
 
+    cluster_ok = False
     with Live(table(), console=console, refresh_per_second=2, transient=True) as live:
-        while pending:
+        while pending or not cluster_ok:
             for name, service in list(pending.items()):
                 pid = running_pid(service)
                 if pid is None or process.exited_early(pid):
@@ -229,19 +236,15 @@ def _wait_healthy(settings: Settings, services: list[Service], console: Console)
                 if probes[name].healthy:
                     del pending[name]
             if not pending:
+                # every broker answers; now all of them must be in one cluster
                 cluster = kafka_cluster_probe(brokers)
-                probes["kafka cluster"] = cluster
-                if not cluster.healthy:
-                    pending["kafka-1"] = brokers[0]
+                probes["kafka cluster"], cluster_ok = cluster, cluster.healthy
             if time.monotonic() - began > settings.start_timeout_s:
-                slow = next(iter(pending.values()))
-                _fail(
-                    slow,
-                    f"not healthy after {settings.start_timeout_s:.0f}s "
-                    f"({probes.get(slow.name, Probe(False, '?')).detail})",
-                )
+                slow = next(iter(pending.values()), brokers[0])
+                detail = probes.get(slow.name if pending else "kafka cluster", Probe(False, "?"))
+                _fail(slow, f"not healthy after {settings.start_timeout_s:.0f}s ({detail.detail})")
             live.update(table())
-            if pending:
+            if pending or not cluster_ok:
                 time.sleep(POLL_S)
     console.print(
         f"[green]All {len(services)} services healthy[/] after {time.monotonic() - began:.1f}s."
@@ -323,17 +326,18 @@ def ensure_topics(
 def down(settings: Settings, console: Console, wipe: bool = False) -> None:
     """Stop every service (SIGTERM, then SIGKILL after the timeout)."""
     services = known_services(settings)
-    # Elasticsearch and HDFS first, the Kafka brokers together last so the
-    # controller quorum keeps its majority while brokers shut down cleanly.
-    for service in sorted(services, key=lambda s: s.kind == "kafka"):
-        pid = running_pid(service)
-        if pid is None:
+    # The apps' sinks first (Elasticsearch, HDFS), then all brokers together.
+    for kinds in (("elasticsearch", "hdfs"), ("kafka",)):
+        running = {s: pid for s in services if s.kind in kinds and (pid := running_pid(s))}
+        if not running:
             continue
-        with console.status(f"stopping {service.name} (pid {pid})"):
-            graceful = process.stop(pid, settings.stop_timeout_s)
-        note = "" if graceful else f" (killed after {settings.stop_timeout_s:.0f}s)"
-        console.print(f"stopped {service.name}{note}")
-        service.pid_file.unlink(missing_ok=True)
+        names = ", ".join(s.name for s in running)
+        with console.status(f"stopping {names}"):
+            graceful = process.stop_many(list(running.values()), settings.stop_timeout_s)
+        for service, pid in running.items():
+            note = "" if graceful[pid] else f" (killed after {settings.stop_timeout_s:.0f}s)"
+            console.print(f"stopped {service.name}{note}")
+            service.pid_file.unlink(missing_ok=True)
     if wipe:
         wipe_data(settings, console)
 
