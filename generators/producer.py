@@ -1,0 +1,424 @@
+"""The click-log producer: generated events into Kafka, every record accounted for.
+
+Each record handed to librdkafka ends in exactly one of: acknowledged, failed
+(with the error code) or, only if the user gives up waiting, pending. Nothing is
+dropped quietly: a full local queue makes the producer wait (poll), not drop,
+and the run ends with a flush whose outcome is in the summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from clickfan.errors import ClickfanError
+from clickfan.settings import Settings
+from generators.bad_records import BAD_KIND_HEADER, BadRecordMaker
+from generators.events import EventGenerator
+from generators.partitioners import VipPartitioner
+from generators.schema import encode_event
+
+ACKS = ("0", "1", "all")
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+KEY_MODES = ("user", "none", "vip")
+
+_PROGRESS_EVERY_S = 0.2
+# With a rate limit, never send more than this much backlog at once after a
+# stall: catching up in one burst is exactly what a rate limit should prevent.
+_MAX_BACKLOG_S = 0.1
+_UNLIMITED_BATCH = 1000
+
+# librdkafka logs every failed connection attempt to stderr, many per second
+# while a broker is down. Its errors reach the summary through error_cb
+# (client_errors); the raw log goes here, silent unless someone listens.
+_librdkafka_log = logging.getLogger("clickfan.librdkafka")
+_librdkafka_log.addHandler(logging.NullHandler())
+_librdkafka_log.propagate = False
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One acknowledged record (only collected with ``record_deliveries``)."""
+
+    event_id: str | None  # None for a bad record
+    bad_kind: str | None
+    partition: int
+    offset: int | None  # None with acks=0: the broker does not say
+
+
+@dataclass(frozen=True)
+class Progress:
+    sent: int
+    acknowledged: int
+    failed: int
+    elapsed_s: float
+    total: int | None
+    flushing: bool
+
+
+@dataclass
+class ProduceSummary:
+    topic: str
+    bootstrap_servers: str
+    partitions: int
+    acks: str
+    idempotence: bool
+    compression: str
+    keys: str
+    seed: int
+    start_time: str
+    sent: int = 0
+    acknowledged: int = 0
+    failed: int = 0
+    failed_by_error: dict[str, int] = field(default_factory=dict)
+    # one example message per error code, to say what happened
+    error_messages: dict[str, str] = field(default_factory=dict)
+    # transient client-level errors (a broker went away, ...), not record failures
+    client_errors: dict[str, int] = field(default_factory=dict)
+    bad_by_kind: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    interrupted: bool = False
+    notes: list[str] = field(default_factory=list)
+    deliveries: list[Delivery] | None = None
+
+    @property
+    def pending(self) -> int:
+        """Records whose fate is unknown: only when the final flush was abandoned."""
+        return self.sent - self.acknowledged - self.failed
+
+    @property
+    def rate(self) -> float:
+        """Acknowledged records per second over the whole run, flush included."""
+        return self.acknowledged / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.failed == 0 and self.pending == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("deliveries")
+        data.update(pending=self.pending, rate=round(self.rate, 1), ok=self.ok)
+        data["elapsed_s"] = round(self.elapsed_s, 3)
+        return data
+
+
+class StopSignal:
+    """Asked once: stop producing and flush. Asked twice: stop waiting for the flush."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def request(self) -> int:
+        with self._lock:
+            self._count += 1
+            return self._count
+
+    @property
+    def stopping(self) -> bool:
+        return self._count >= 1
+
+    @property
+    def abandoning(self) -> bool:
+        return self._count >= 2
+
+
+def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ClickfanError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+class ClickProducer:
+    """Produce generated click events to ``settings.topic``.
+
+    ``bootstrap_servers`` defaults to the local stack's brokers. ``extra_config``
+    is passed to librdkafka as is (for experiments, e.g.
+    ``{"sticky.partitioning.linger.ms": 0}``) and wins over clickfan's values.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        bootstrap_servers: str | None = None,
+        extra_config: dict[str, Any] | None = None,
+    ) -> None:
+        acks = "all" if settings.produce_acks == "-1" else settings.produce_acks
+        _check_choice("acks", acks, ACKS)
+        _check_choice("compression", settings.produce_compression, COMPRESSIONS)
+        _check_choice("keys", settings.produce_keys, KEY_MODES)
+        if not 0.0 <= settings.bad_fraction <= 1.0:
+            raise ClickfanError(f"bad_fraction must be within 0..1; got {settings.bad_fraction}")
+        if settings.produce_rate < 0:
+            raise ClickfanError(
+                f"the rate must be 0 (unlimited) or more; got {settings.produce_rate}"
+            )
+        self.settings = settings
+        self.bootstrap_servers = bootstrap_servers or settings.bootstrap_servers
+        self.acks = acks
+        self.notes: list[str] = []
+        self.idempotence = settings.produce_idempotence
+        if self.idempotence and acks != "all":
+            self.idempotence = False
+            self.notes.append(
+                f"idempotence switched off: it needs acks=all, and acks={acks} was asked"
+            )
+        if not self.idempotence:
+            self.notes.append(
+                "without idempotence a retried batch can be written twice or out of order"
+            )
+        self._client_errors: Counter[str] = Counter()
+        self._fatal: KafkaError | None = None
+        try:
+            self._producer = Producer(self._config(extra_config or {}))
+        except KafkaException as exc:
+            raise ClickfanError(f"bad producer configuration: {exc.args[0].str()}") from None
+
+    def _config(self, extra: dict[str, Any]) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": "clickfan-producer",
+            "acks": self.acks,
+            "enable.idempotence": self.idempotence,
+            "compression.type": s.produce_compression,
+            "linger.ms": s.produce_linger_ms,
+            "batch.size": s.produce_batch_size,
+            "batch.num.messages": s.produce_batch_num_messages,
+            "queue.buffering.max.messages": s.produce_queue_max_messages,
+            "message.timeout.ms": s.produce_delivery_timeout_ms,
+            # Java-compatible placement of keyed records (see partitioners.py)
+            "partitioner": "murmur2_random",
+            # a mistyped --topic must fail, not create a topic with broker defaults
+            "allow.auto.create.topics": False,
+            "error_cb": self._on_error,
+            "logger": _librdkafka_log,
+            **extra,
+        }
+
+    def _on_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            self._fatal = err
+        self._client_errors[err.name()] += 1
+
+    def _partitions(self) -> int:
+        s = self.settings
+        try:
+            metadata = self._producer.list_topics(timeout=s.produce_metadata_timeout_s)
+        except KafkaException as exc:
+            raise ClickfanError(
+                f"cannot reach Kafka at {self.bootstrap_servers} within "
+                f"{s.produce_metadata_timeout_s:g} s ({exc.args[0].str()}). Start the stack with "
+                "`clickfan up`, or point --bootstrap-servers at running brokers."
+            ) from None
+        topic = metadata.topics.get(s.topic)
+        if topic is None:
+            raise ClickfanError(
+                f"topic {s.topic!r} does not exist on {self.bootstrap_servers}. `clickfan up` "
+                "creates the pipeline's topics; create any other topic before producing to it."
+            )
+        if topic.error is not None:
+            raise ClickfanError(f"topic {s.topic!r} is not usable: {topic.error.str()}")
+        return len(topic.partitions)
+
+    def _vip_partitioner(self, partitions: int) -> VipPartitioner:
+        s = self.settings
+        try:
+            if s.vip_partitions:
+                return VipPartitioner(partitions, s.vip_partitions)
+            return VipPartitioner.from_share(partitions, s.vip_share)
+        except ValueError as exc:
+            raise ClickfanError(f"--keys vip on topic {s.topic!r}: {exc}") from None
+
+    def run(
+        self,
+        *,
+        count: int | None = None,
+        duration_s: float | None = None,
+        start_time: datetime | None = None,
+        record_deliveries: bool = False,
+        progress: Callable[[Progress], None] | None = None,
+        stop: StopSignal | None = None,
+    ) -> ProduceSummary:
+        """Produce until ``count`` records, ``duration_s`` seconds or ``stop``, then flush.
+
+        With neither count nor duration it runs until ``stop`` is requested.
+        """
+        if count is not None and count < 1:
+            raise ClickfanError(f"count must be at least 1; got {count}")
+        if duration_s is not None and duration_s <= 0:
+            raise ClickfanError(f"duration must be positive; got {duration_s}")
+        s = self.settings
+        stop = stop or StopSignal()
+        partitions = self._partitions()
+        vip = self._vip_partitioner(partitions) if s.produce_keys == "vip" else None
+        seed = s.produce_seed if s.produce_seed >= 0 else random.SystemRandom().randrange(2**31)
+        start_time = start_time or datetime.now(UTC).replace(microsecond=0)
+        rate = s.produce_rate
+        generator = EventGenerator(
+            seed,
+            start_time=start_time,
+            # unlimited: event time still needs a pace; 1000/s is a busy shop
+            rate=rate or 1000.0,
+            users=s.produce_users,
+            vip_fraction=s.vip_user_fraction,
+        )
+        bad_rng = random.Random(f"bad-{seed}")
+        bad_maker = BadRecordMaker(bad_rng, s.max_event_bytes, s.oversized_event_bytes)
+
+        summary = ProduceSummary(
+            topic=s.topic,
+            bootstrap_servers=self.bootstrap_servers,
+            partitions=partitions,
+            acks=self.acks,
+            idempotence=self.idempotence,
+            compression=s.produce_compression,
+            keys=s.produce_keys,
+            seed=seed,
+            start_time=start_time.isoformat().replace("+00:00", "Z"),
+            notes=list(self.notes),
+            deliveries=[] if record_deliveries else None,
+        )
+        failed_by_error: Counter[str] = Counter()
+        bad_by_kind: Counter[str] = Counter()
+
+        def record_failure(err: KafkaError) -> None:
+            summary.failed += 1
+            failed_by_error[err.name()] += 1
+            summary.error_messages.setdefault(err.name(), err.str())
+
+        def on_delivery(
+            err: KafkaError | None,
+            msg: Message,
+            event_id: str | None = None,
+            bad_kind: str | None = None,
+        ) -> None:
+            if err is not None:
+                record_failure(err)
+                return
+            summary.acknowledged += 1
+            if summary.deliveries is not None:
+                offset = msg.offset()  # None or negative when the broker did not say (acks=0)
+                known = offset if offset is not None and offset >= 0 else None
+                summary.deliveries.append(Delivery(event_id, bad_kind, msg.partition(), known))
+
+        producer = self._producer
+        topic = s.topic
+
+        def send_one() -> None:
+            event = generator.next_event()
+            bad_kind = None
+            headers = None
+            if s.bad_fraction and bad_rng.random() < s.bad_fraction:
+                bad_kind = bad_maker.random_kind()
+                value = bad_maker.make(bad_kind, event)
+                headers = [(BAD_KIND_HEADER, bad_kind.encode())]
+                bad_by_kind[bad_kind] += 1
+            else:
+                value = encode_event(event)
+            kwargs: dict[str, Any] = {"value": value, "headers": headers}
+            if s.produce_keys != "none":
+                kwargs["key"] = event["user_id"].encode()
+            if vip is not None:
+                kwargs["partition"] = vip.partition(kwargs["key"], event["is_vip"])
+            if record_deliveries:
+                event_id = None if bad_kind else event["event_id"]
+                kwargs["on_delivery"] = partial(on_delivery, event_id=event_id, bad_kind=bad_kind)
+            else:
+                kwargs["on_delivery"] = on_delivery
+            summary.sent += 1
+            while True:
+                try:
+                    producer.produce(topic, **kwargs)
+                    return
+                except BufferError:
+                    # the local queue is full: wait for deliveries to make room
+                    producer.poll(0.05)
+                except KafkaException as exc:
+                    record_failure(exc.args[0])
+                    return
+
+        started = time.monotonic()
+        last_progress = 0.0
+
+        def report(flushing: bool) -> None:
+            nonlocal last_progress
+            now = time.monotonic()
+            if progress is not None and (now - last_progress >= _PROGRESS_EVERY_S or flushing):
+                last_progress = now
+                progress(
+                    Progress(
+                        summary.sent,
+                        summary.acknowledged,
+                        summary.failed,
+                        now - started,
+                        count,
+                        flushing,
+                    )
+                )
+
+        interval = 1.0 / rate if rate else 0.0
+        next_at = started
+        while True:
+            now = time.monotonic()
+            if count is not None and summary.sent >= count:
+                break
+            if duration_s is not None and now - started >= duration_s:
+                break
+            if stop.stopping:
+                summary.interrupted = True
+                break
+            if self._fatal is not None:
+                break
+            if rate:
+                if now < next_at:
+                    producer.poll(0)
+                    report(False)
+                    time.sleep(min(next_at - now, 0.05))
+                    continue
+                next_at = max(next_at, now - _MAX_BACKLOG_S)
+                batch = int((now - next_at) / interval) + 1
+                next_at += batch * interval
+            else:
+                batch = _UNLIMITED_BATCH
+            if count is not None:
+                batch = min(batch, count - summary.sent)
+            for _ in range(batch):
+                send_one()
+            producer.poll(0)
+            report(False)
+
+        # Flush in short steps so a second Ctrl-C can end the wait.
+        while len(producer) > 0 and not stop.abandoning:
+            producer.flush(0.5)
+            report(True)
+        if len(producer) > 0:
+            # Given up: purge, so each remaining record still gets its report
+            # (_PURGE_QUEUE: never sent; _PURGE_INFLIGHT: sent, fate unknown).
+            producer.purge(in_queue=True, in_flight=True, blocking=False)
+            producer.flush(5)
+            summary.notes.append(
+                "the wait for the last deliveries was abandoned; records failed with "
+                "_PURGE_INFLIGHT may or may not be in Kafka"
+            )
+        report(True)
+        summary.elapsed_s = time.monotonic() - started
+        summary.failed_by_error = dict(failed_by_error)
+        summary.bad_by_kind = dict(bad_by_kind)
+        summary.client_errors = dict(self._client_errors)
+        if self._fatal is not None:
+            summary.notes.append(f"the producer hit a fatal error and stopped: {self._fatal.str()}")
+        if summary.pending:
+            summary.notes.append(f"{summary.pending} records got no delivery report at all")
+        return summary
