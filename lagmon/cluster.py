@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from confluent_kafka import (
     ConsumerGroupTopicPartitions,
     IsolationLevel,
+    KafkaError,
     KafkaException,
     TopicPartition,
 )
@@ -51,7 +52,11 @@ class KafkaCluster:
             if not name.startswith("__") and topic.error is None
         }
         ends = self.log_end_offsets((t, p) for t, ps in partitions.items() for p in ps)
-        return {t: [ends[(t, p)] for p in ps] for t, ps in partitions.items()}
+        return {
+            t: [ends[(t, p)] for p in ps]
+            for t, ps in partitions.items()
+            if all((t, p) in ends for p in ps)
+        }
 
     def log_end_offsets(
         self, partitions: Iterable[TopicPartitionKey]
@@ -65,7 +70,15 @@ class KafkaCluster:
             isolation_level=IsolationLevel.READ_UNCOMMITTED,
             request_timeout=self.timeout_s,
         )
-        return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
+        ends = {}
+        for tp, future in futures.items():
+            try:
+                ends[(tp.topic, tp.partition)] = future.result().offset
+            except KafkaException as exc:
+                # A topic deleted since it was listed is no failure: leave it out.
+                if exc.args[0].code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise
+        return ends
 
     def groups(self) -> list[str]:
         result = self._admin.list_consumer_groups(request_timeout=self.timeout_s).result()

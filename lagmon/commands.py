@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -101,7 +102,8 @@ def monitor(
     try:
         asyncio.run(_serve(Monitor(config, Notifier(config.webhook_url))))
     except KeyboardInterrupt:
-        click.echo("lag monitor stopped.", err=True)
+        pass
+    click.echo("lag monitor stopped.", err=True)
 
 
 async def _serve(mon: Monitor) -> None:
@@ -116,8 +118,11 @@ async def _serve(mon: Monitor) -> None:
         f"{config.interval_s:g}s, window of {config.window} commits. Ctrl-C stops it.",
         err=True,
     )
+    stop = asyncio.Event()
+    # Ctrl-C ends asyncio.run; SIGTERM (a service manager's stop) ends it as cleanly.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     try:
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         await runner.cleanup()
         mon.stop()
@@ -260,6 +265,7 @@ def read_lag(
         partitions = tuple(
             PartitionRow(t, p, offset, ends[(t, p)], by_partition.get((t, p)))
             for (t, p), offset in sorted(committed[g].items())
+            if (t, p) in ends  # else its topic was deleted
         )
         rows.append(GroupRow(name, g, known[0] if known else None, partitions))
     return rows
