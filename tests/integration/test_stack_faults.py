@@ -17,17 +17,19 @@ import pytest
 from clickfan.settings import load
 from tests.support import clickfan
 
-# ports far from the real stack's, one block per test run
+# ports away from the real stack's (and from the ephemeral range)
 PORTS = {
-    "CLICKFAN_KAFKA_PORTS": "29092,29093,29094",
-    "CLICKFAN_KAFKA_CONTROLLER_PORTS": "39092,39093,39094",
-    "CLICKFAN_ES_PORT": "29200",
-    "CLICKFAN_ES_TRANSPORT_PORT": "29300",
-    "CLICKFAN_NAMENODE_RPC_PORT": "28020",
-    "CLICKFAN_NAMENODE_HTTP_PORT": "29870",
-    "CLICKFAN_DATANODE_HTTP_PORT": "29864",
-    "CLICKFAN_DATANODE_PORT": "29866",
-    "CLICKFAN_DATANODE_IPC_PORT": "29867",
+    "CLICKFAN_KAFKA_PORTS": "12092,12093,12094",
+    "CLICKFAN_KAFKA_CONTROLLER_PORTS": "12192,12193,12194",
+    "CLICKFAN_EXTRA_KAFKA_PORT": "12095",
+    "CLICKFAN_EXTRA_KAFKA_CONTROLLER_PORT": "12195",
+    "CLICKFAN_ES_PORT": "12200",
+    "CLICKFAN_ES_TRANSPORT_PORT": "12300",
+    "CLICKFAN_NAMENODE_RPC_PORT": "12020",
+    "CLICKFAN_NAMENODE_HTTP_PORT": "12870",
+    "CLICKFAN_DATANODE_HTTP_PORT": "12864",
+    "CLICKFAN_DATANODE_PORT": "12866",
+    "CLICKFAN_DATANODE_IPC_PORT": "12867",
 }
 
 
@@ -59,12 +61,12 @@ def _processes_under(home: str) -> list[psutil.Process]:
 def test_taken_port_names_the_port_and_its_process(isolated: dict[str, str]) -> None:
     with socket.socket() as holder:
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        holder.bind(("127.0.0.1", 29093))
+        holder.bind(("127.0.0.1", 12093))
         holder.listen()
         result = clickfan("up", env=isolated)
     assert result.returncode == 1
     _no_traceback(result.stderr)
-    assert "port 29093" in result.stderr
+    assert "port 12093" in result.stderr
     assert f"pid {os.getpid()}" in result.stderr
     assert not _processes_under(isolated["CLICKFAN_HOME"])
 
