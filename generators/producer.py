@@ -419,6 +419,17 @@ class ClickProducer:
         summary.client_errors = dict(self._client_errors)
         if self._fatal is not None:
             summary.notes.append(f"the producer hit a fatal error and stopped: {self._fatal.str()}")
+        timed_out = failed_by_error.get("_MSG_TIMED_OUT", 0)
+        if timed_out:
+            # librdkafka retries retriable broker errors until the delivery
+            # timeout, so the broker's own code is not what the report carries
+            summary.notes.append(
+                f"{timed_out} records were not acknowledged within "
+                f"{s.produce_delivery_timeout_ms} ms (CLICKFAN_PRODUCE_DELIVERY_TIMEOUT_MS): "
+                "the brokers kept answering with retriable errors such as NOT_ENOUGH_REPLICAS "
+                "(fewer in-sync replicas than min.insync.replicas) or were unreachable; "
+                "check `clickfan status`"
+            )
         if summary.pending:
             summary.notes.append(f"{summary.pending} records got no delivery report at all")
         return summary

@@ -7,6 +7,7 @@ use with 4 partitions). The real brokers are the integration suite's job.
 
 from __future__ import annotations
 
+import gc
 import json
 import uuid
 from collections import Counter, defaultdict
@@ -185,6 +186,30 @@ def test_duration_ends_the_run(cluster: MockCluster) -> None:
     ).run(duration_s=0.3)
     assert not summary.interrupted
     assert summary.sent > 0 and summary.ok
+
+
+def test_brokers_lost_mid_run_fail_loudly_and_nothing_goes_unaccounted() -> None:
+    lost = MockCluster()  # its own cluster: this test takes it away
+    topic, _ = lost.new_topic()
+    bootstrap = lost.bootstrap_servers
+    state: dict[str, MockCluster | None] = {"cluster": lost}
+    del lost
+
+    def take_the_brokers_away(p: Progress) -> None:
+        if p.sent >= 200 and state["cluster"] is not None:
+            state["cluster"] = None
+            gc.collect()  # destroys the owning client and with it the mock brokers
+
+    settings = _settings(topic, produce_rate=2000.0, produce_delivery_timeout_ms=2000)
+    summary = ClickProducer(settings, bootstrap_servers=bootstrap).run(
+        count=1000, progress=take_the_brokers_away
+    )
+    assert state["cluster"] is None
+    assert summary.sent == 1000
+    assert summary.failed > 0 and not summary.ok
+    assert summary.acknowledged + summary.failed == summary.sent  # none silently dropped
+    assert summary.failed_by_error == {"_MSG_TIMED_OUT": summary.failed}
+    assert any("not acknowledged within 2000 ms" in note for note in summary.notes)
 
 
 def test_unreachable_brokers_give_a_clear_error() -> None:
