@@ -9,6 +9,7 @@ fails, its log tail is shown and whatever this call started is stopped again.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import time
@@ -346,6 +347,9 @@ def wipe_data(settings: Settings, console: Console) -> None:
     # Elasticsearch's folder may live outside the data dir (see Elasticsearch.data_dir)
     for service in all_services(settings, extra_cluster=True):
         shutil.rmtree(service.data_dir, ignore_errors=True)
+        if not service.data_dir.is_relative_to(settings.data_dir):
+            with contextlib.suppress(OSError):  # its per-home folder, once empty
+                service.data_dir.parent.rmdir()
     shutil.rmtree(settings.data_dir, ignore_errors=True)
     console.print(f"removed all data under {settings.data_dir}")
 
