@@ -11,11 +11,15 @@ HDFS folder (`names`) instead of restarting services: six JVMs share two cores.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import NewTopic
 from rich.console import Console
 
@@ -98,7 +102,7 @@ class Names:
 
 
 @pytest.fixture
-def names(stack: Settings) -> Names:
+def names(stack: Settings) -> Iterator[Names]:
     prefix = f"t{uuid.uuid4().hex[:10]}"
     test_names = Names(
         prefix=prefix,
@@ -121,4 +125,23 @@ def names(stack: Settings) -> Names:
     ]
     for future in admin.create_topics(topics, request_timeout=30).values():
         future.result()
-    return test_names
+    yield test_names
+    _remove_test_data(stack, test_names)
+
+
+def _remove_test_data(settings: Settings, test_names: Names) -> None:
+    """Best effort: a test's topics, indices and HDFS folder, so runs do not pile up."""
+    admin = native_stack.admin_client(settings.bootstrap_servers)
+    for future in admin.delete_topics(
+        [test_names.topic, test_names.dlq_topic], request_timeout=30
+    ).values():
+        with contextlib.suppress(KafkaException):
+            future.result()
+    with contextlib.suppress(requests.RequestException):
+        requests.delete(f"{settings.es_url}/{test_names.index_prefix}*", timeout=30)
+    with contextlib.suppress(requests.RequestException):
+        requests.delete(
+            f"{settings.webhdfs_url}/webhdfs/v1{test_names.hdfs_root}",
+            params={"op": "DELETE", "recursive": "true", "user.name": settings.hdfs_user},
+            timeout=30,
+        )
