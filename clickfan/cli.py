@@ -14,6 +14,8 @@ from clickfan import __version__
 from clickfan.errors import ClickfanError
 from clickfan.settings import SettingsError
 from compose.native.commands import stack_commands
+from experiments.commands import experiment
+from experiments.replay_command import replay
 from generators.commands import produce
 from lagmon.commands import lag, monitor
 
@@ -29,6 +31,8 @@ for command in stack_commands:
 cli.add_command(monitor)
 cli.add_command(lag)
 cli.add_command(produce)
+cli.add_command(replay)
+cli.add_command(experiment)
 
 
 def main() -> None:

@@ -105,6 +105,10 @@ class Settings:
     lag_webhook_url: str = ""  # POST a notice on group status change; empty: log only
     lag_config: str = ""  # TOML file listing clusters; empty: the local stack only
 
+    # experiments (`clickfan experiment`, `clickfan replay`)
+    experiment_out: str = "reports"  # where report folders are written
+    experiment_retention_wait_s: float = 420.0  # the broker checks retention every 5 min
+
     @property
     def bootstrap_servers(self) -> str:
         return ",".join(f"{self.host}:{port}" for port in self.kafka_ports)

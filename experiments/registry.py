@@ -1,0 +1,32 @@
+"""The experiments, in the order `clickfan experiment all` runs them."""
+
+from __future__ import annotations
+
+import importlib
+
+from experiments.framework import Experiment
+
+# module name -> class name
+_MODULES = {
+    "fanout": "Fanout",
+    "replay": "Replay",
+    "reset": "Reset",
+    "retention": "Retention",
+    "partitions": "Partitions",
+    "partitioner": "Partitioner",
+    "acks": "Acks",
+}
+
+
+def available() -> dict[str, Experiment]:
+    """Every experiment whose module exists (one module per experiment)."""
+    found: dict[str, Experiment] = {}
+    for module_name, class_name in _MODULES.items():
+        try:
+            module = importlib.import_module(f"experiments.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"experiments.{module_name}":
+                continue
+            raise
+        found[module_name] = getattr(module, class_name)()
+    return found
