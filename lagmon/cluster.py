@@ -82,6 +82,9 @@ class KafkaCluster:
 
     def groups(self) -> list[str]:
         result = self._admin.list_consumer_groups(request_timeout=self.timeout_s).result()
+        if result.errors:
+            # Some brokers did not answer: a partial list would hide groups.
+            raise KafkaException(result.errors[0])
         return sorted(g.group_id for g in result.valid)
 
     def owners(self, groups: list[str]) -> dict[str, dict[TopicPartitionKey, tuple[str, str]]]:

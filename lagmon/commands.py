@@ -349,14 +349,14 @@ def show(
         local = Monitor(dataclasses.replace(config, clusters=(cluster,)))
         local.start()
         statuses = _window_statuses(local)
-    elif statuses is None and not as_json:
-        click.echo(
-            f"status: no lag monitor answers at {url}; start `clickfan monitor`, "
-            "or use --watch to judge a window built here.",
-            err=True,
-        )
     try:
         _show(KafkaCluster(cluster), group, statuses, watch, as_json, config.interval_s)
+        if statuses is None and not as_json:
+            click.echo(
+                f"status: no lag monitor answers at {url}; start `clickfan monitor`, "
+                "or use --watch to judge a window built here.",
+                err=True,
+            )
     except KeyboardInterrupt:
         pass
     finally:
