@@ -113,7 +113,6 @@ class OffsetsTopicReader:
                 # assigned by hand, so this reader is not itself a consumer group.
                 "group.id": f"clickfan-lagmon-{uuid.uuid4().hex}",
                 "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
                 "client.id": "clickfan-lagmon",
                 "log_level": 0,  # failures are reported by the monitor, once
             }

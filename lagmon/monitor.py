@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from confluent_kafka import KafkaException
 
@@ -49,7 +50,7 @@ class Monitor:
         if self.notifier:
             self.notifier.close()
 
-    def _spawn(self, name: str, target: object, *args: object) -> None:
+    def _spawn(self, name: str, target: Callable[..., None], *args: object) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
         self._threads.append(thread)
         thread.start()
