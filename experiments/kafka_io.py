@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
@@ -101,7 +104,21 @@ def consume_group(
     def assign_cb(c: Consumer, partitions: list[TopicPartition]) -> None:
         assigned.extend(partitions)
 
-    c = consumer(bootstrap, group, **{"auto.offset.reset": reset})
+    fetch_states: dict[int, tuple[str, int]] = {}
+
+    def stats_cb(text: str) -> None:
+        # librdkafka's statistics say when a partition's start offset is resolved
+        for p, st in (
+            json.loads(text).get("topics", {}).get(topic, {}).get("partitions", {}).items()
+        ):
+            if p != "-1":
+                fetch_states[int(p)] = (st.get("fetch_state", ""), st.get("next_offset", -1))
+
+    c = consumer(
+        bootstrap,
+        group,
+        **{"auto.offset.reset": reset, "statistics.interval.ms": 100, "stats_cb": stats_cb},
+    )
     records: list[Record] = []
     try:
         c.subscribe([topic], on_assign=assign_cb)
@@ -112,7 +129,7 @@ def consume_group(
                 if msg.error():
                     continue
                 records.append(_record(msg))
-            if assigned and not called and _positions_known(c, assigned):
+            if assigned and not called and _started(fetch_states, assigned):
                 # the start offsets are fixed now: what is produced next is after them
                 called = True
                 if on_assign is not None:
@@ -126,5 +143,37 @@ def consume_group(
         c.close()
 
 
-def _positions_known(c: Consumer, partitions: list[TopicPartition]) -> bool:
-    return all(tp.offset >= 0 for tp in c.position(partitions))
+def _started(states: dict[int, tuple[str, int]], partitions: list[TopicPartition]) -> bool:
+    """Every assigned partition is fetching from a resolved offset."""
+    return all(
+        states.get(tp.partition, ("", -1))[0] == "active" and states[tp.partition][1] >= 0
+        for tp in partitions
+    )
+
+
+def produce_clicks(
+    settings: Any,
+    topic: str,
+    count: int,
+    *,
+    keys: str = "user",
+    rate: float = 0.0,
+    seed: int = 7,
+    record_deliveries: bool = True,
+    extra_config: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> Any:
+    """Generated click events with clickfan's own producer; returns its ProduceSummary."""
+    from generators.producer import ClickProducer
+
+    s = dataclasses.replace(
+        settings,
+        topic=topic,
+        produce_keys=keys,
+        produce_rate=rate,
+        produce_seed=seed,
+        **overrides,
+    )
+    return ClickProducer(s, extra_config=extra_config).run(
+        count=count, record_deliveries=record_deliveries
+    )

@@ -1,0 +1,48 @@
+"""The experiments that finish in under two minutes run here and must report ok."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clickfan.settings import Settings
+from experiments.registry import available
+from tests.support import clickfan
+
+QUICK = {
+    # name -> events: enough to show the claim, few enough for two cores
+    "partitions": 2000,
+    "partitioner": 3000,
+    "replay": 1000,
+}
+
+
+def test_the_quick_list_matches_the_experiments_own_flags() -> None:
+    quick = {name for name, exp in available().items() if exp.quick}
+    assert set(QUICK) <= quick
+
+
+@pytest.mark.parametrize("name", sorted(QUICK))
+def test_experiment_reports_ok(stack: Settings, tmp_path: Path, name: str) -> None:
+    done = clickfan(
+        "experiment",
+        name,
+        "--events",
+        str(QUICK[name]),
+        "--out",
+        str(tmp_path),
+        "--json",
+        timeout=600,
+    )
+    report = json.loads(done.stdout)
+    failed = [c for c in report["checks"] if not c["ok"]]
+    assert done.returncode == 0 and report["ok"], f"{failed}\n{done.stderr[-3000:]}"
+    assert {"name", "expected", "measured", "ok"} <= set(report)
+    assert report["name"] == name
+    (folder,) = tmp_path.iterdir()
+    assert (folder / "report.md").is_file()
+    assert json.loads((folder / "report.json").read_text()) == report
+    pngs = list(folder.glob("*.png"))
+    assert pngs and all(p.stat().st_size > 1000 for p in pngs)
