@@ -105,6 +105,27 @@ class Settings:
     lag_webhook_url: str = ""  # POST a notice on group status change; empty: log only
     lag_config: str = ""  # TOML file listing clusters; empty: the local stack only
 
+    # pipeline: the two workers (streams/) and their sinks (sinks/)
+    es_group: str = "es-indexer"  # consumer group of `clickfan worker es`
+    hdfs_group: str = "hdfs-archiver"  # consumer group of `clickfan worker hdfs`
+    index_prefix: str = "clicks"  # daily indices <prefix>-YYYY.MM.DD, template <prefix>
+    hdfs_root: str = "/clicklogs"  # <root>/dt=YYYY-MM-DD/hour=HH/<topic>+<p>+<first>+<last>.jsonl
+    worker_batch_records: int = 1000  # records taken from the stream at once (= one ES bulk)
+    worker_batch_s: float = 0.5  # ... or whatever arrived within this time
+    es_bulk_bytes: int = 5242880  # a bigger batch is sent as several bulk requests
+    sink_request_timeout_s: float = 30.0  # one HTTP call to Elasticsearch or WebHDFS
+    es_index_shards: int = 1
+    es_index_replicas: int = 0  # the local stack has one node
+    hdfs_roll_records: int = 10000  # a partition's open files are rolled at this many records,
+    hdfs_roll_bytes: int = 16777216  # ... or bytes (held in memory until rolled),
+    hdfs_roll_s: float = 30.0  # ... or this age of the oldest record, whichever comes first
+    sink_retry_initial_s: float = 0.5  # backoff while a sink (or the DLQ) is failing, doubling
+    sink_retry_max_s: float = 10.0  # ... up to this
+    sink_log_interval_s: float = 30.0  # a failing sink is logged at most once per interval
+    worker_stop_timeout_s: float = 15.0  # on SIGTERM/Ctrl-C: time to flush before giving up
+    worker_stats_interval_s: float = 30.0  # a progress line in the worker log
+    worker_loglevel: str = "info"
+
     # experiments (`clickfan experiment`, `clickfan replay`)
     experiment_out: str = "reports"  # where report folders are written
     experiment_retention_wait_s: float = 420.0  # the broker checks retention every 5 min
