@@ -18,6 +18,7 @@ from experiments.commands import experiment
 from experiments.replay_command import replay
 from generators.commands import produce
 from lagmon.commands import lag, monitor
+from streams.commands import worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -33,6 +34,7 @@ cli.add_command(lag)
 cli.add_command(produce)
 cli.add_command(replay)
 cli.add_command(experiment)
+cli.add_command(worker)
 
 
 def main() -> None:

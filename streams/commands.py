@@ -1,0 +1,131 @@
+"""`clickfan worker es|hdfs`: run one process of a consumer group's worker.
+
+Start several processes of the same worker to share the topic's partitions;
+the two workers are separate consumer groups and never wait for each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from clickfan import settings as settings_module
+from clickfan.errors import ClickfanError
+from clickfan.settings import Settings
+from sinks import es_index
+
+_LOGLEVELS = ("debug", "info", "warning", "error")
+
+
+def _help(text: str, setting: str) -> str:
+    default = getattr(Settings(), setting)
+    return f"{text} Default: {default} (CLICKFAN_{setting.upper()}).".lstrip()
+
+
+def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option("--topic", help=_help("Source topic.", "topic")),
+        click.option("--dlq-topic", help=_help("Dead-letter topic.", "dlq_topic")),
+        click.option("--group", help="Consumer group id (see the defaults below)."),
+        click.option(
+            "--bootstrap-servers",
+            help="Kafka brokers, host:port,... Default: the local stack (CLICKFAN_HOST, "
+            "CLICKFAN_KAFKA_PORTS).",
+        ),
+        click.option(
+            "--loglevel", type=click.Choice(_LOGLEVELS), help=_help("", "worker_loglevel")
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _start(kind: str, settings: Settings, bootstrap_servers: str | None) -> None:
+    # Faust and the sinks are imported only when a worker really starts.
+    from streams import es_indexer, hdfs_archiver, runtime
+
+    bootstrap = bootstrap_servers or settings.bootstrap_servers
+    runtime.setup_logging(settings.worker_loglevel)
+    runtime.check_topics(bootstrap, settings.topic, settings.dlq_topic)
+    module = es_indexer if kind == "es" else hdfs_archiver
+    app, pipeline = module.create_app(settings, bootstrap)
+    runtime.run(app, pipeline, settings)
+
+
+@click.group("worker")
+def worker() -> None:
+    """Run a worker: the Elasticsearch indexer or the HDFS archiver."""
+
+
+@worker.command("es")
+@_common
+@click.option("--index-prefix", help=_help("Daily indices <prefix>-YYYY.MM.DD.", "index_prefix"))
+def es(
+    topic: str | None,
+    dlq_topic: str | None,
+    group: str | None,
+    bootstrap_servers: str | None,
+    loglevel: str | None,
+    index_prefix: str | None,
+) -> None:
+    """Index click events into Elasticsearch (consumer group es-indexer)."""
+    settings = settings_module.load().with_overrides(
+        topic=topic,
+        dlq_topic=dlq_topic,
+        es_group=group,
+        worker_loglevel=loglevel,
+        index_prefix=index_prefix,
+    )
+    try:
+        es_index.check_prefix(settings.index_prefix)
+    except ValueError as exc:
+        raise ClickfanError(str(exc), exit_code=2) from None
+    _start("es", settings, bootstrap_servers)
+
+
+@worker.command("hdfs")
+@_common
+@click.option("--hdfs-root", help=_help("Archive folder in HDFS.", "hdfs_root"))
+@click.option(
+    "--roll-records",
+    type=click.IntRange(min=1),
+    help=_help("Roll a partition's files at this many records.", "hdfs_roll_records"),
+)
+@click.option(
+    "--roll-bytes",
+    type=click.IntRange(min=1),
+    help=_help("... or at this many bytes.", "hdfs_roll_bytes"),
+)
+@click.option(
+    "--roll-seconds",
+    type=click.FloatRange(min=0, min_open=True),
+    help=_help("... or when the oldest record is this old.", "hdfs_roll_s"),
+)
+def hdfs(
+    topic: str | None,
+    dlq_topic: str | None,
+    group: str | None,
+    bootstrap_servers: str | None,
+    loglevel: str | None,
+    hdfs_root: str | None,
+    roll_records: int | None,
+    roll_bytes: int | None,
+    roll_seconds: float | None,
+) -> None:
+    """Archive click events to HDFS as JSON Lines (consumer group hdfs-archiver)."""
+    settings = settings_module.load().with_overrides(
+        topic=topic,
+        dlq_topic=dlq_topic,
+        hdfs_group=group,
+        worker_loglevel=loglevel,
+        hdfs_root=hdfs_root,
+        hdfs_roll_records=roll_records,
+        hdfs_roll_bytes=roll_bytes,
+        hdfs_roll_s=roll_seconds,
+    )
+    if not settings.hdfs_root.startswith("/"):
+        raise ClickfanError(f"--hdfs-root must be absolute; got {settings.hdfs_root!r}", 2)
+    _start("hdfs", settings, bootstrap_servers)

@@ -1,0 +1,160 @@
+"""One source topic into one sink, committing only what the sink made durable.
+
+Why offsets are committed here and not by Faust: faust-streaming commits
+"acked" offsets, and it acks on its own in places (a message it skips as
+stale after a rebalance, a filtered value, take() buffers when the agent
+resumes), and has had commit bugs (#606). So the source topic is declared
+with ``acks=False``, Faust never commits it, and this class commits exactly
+the offsets that Sink.flush() returns, right after the flush.
+
+One task at a time touches the sink (the agent, the roll timer, the
+rebalance handlers and the shutdown drain share one lock), and a rebalance
+aborts pending work first, so a revoked partition is never written after its
+revocation and a record fetched before a rebalance is never written after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+
+import faust
+from faust.types import TP, EventT
+
+from sinks.base import Aborted, Sink
+from streams.deadletter import DeadLetterQueue
+from streams.records import to_sink_records
+
+
+class SinkPipeline:
+    def __init__(
+        self,
+        app: faust.App,
+        topic: str,
+        sink: Sink,
+        dead_letters: DeadLetterQueue,
+        abort: asyncio.Event,
+        max_event_bytes: int,
+        log: logging.Logger,
+    ) -> None:
+        self._app = app
+        self._topic = topic
+        self._sink = sink
+        self._dlq = dead_letters
+        self._abort = abort
+        self._max_event_bytes = max_event_bytes
+        self._log = log
+        self._lock = asyncio.Lock()
+        self._assigned: set[int] = set()
+        self._stopping = False
+        self.records = 0
+        self.dead_lettered = 0
+        self.stale = 0
+        self._last_stats = (time.monotonic(), 0)
+
+    async def process(self, events: Sequence[EventT]) -> None:
+        """A batch from the stream: dead-letter the bad, hand all to the sink, commit."""
+        async with self._lock:
+            generation = self._app.consumer_generation_id
+            current = [
+                e
+                for e in events
+                if not self._stopping
+                and e.message.generation_id == generation
+                and e.message.partition in self._assigned
+            ]
+            # fetched before the last rebalance: Faust re-reads them from the commit
+            self.stale += len(events) - len(current)
+            if not current:
+                return
+            records, rejections = to_sink_records(current, self._max_event_bytes)
+            try:
+                if rejections:
+                    await self._dlq.send(rejections)
+                    self.dead_lettered += len(rejections)
+                await self._sink.put(records)
+                self.records += len(records)
+                await self._commit(await self._sink.flush())
+            except Aborted as exc:
+                self._log.info("gave up %s: partitions revoked, the next owner re-reads it", exc)
+
+    async def tick(self) -> None:
+        """Periodic: flush what became due by time alone (e.g. a roll's age)."""
+        async with self._lock:
+            if not self._assigned or self._stopping:
+                return
+            try:
+                await self._commit(await self._sink.flush())
+            except Aborted as exc:
+                self._log.info("gave up %s: partitions revoked", exc)
+
+    async def drain(self) -> None:
+        """Clean stop: make everything buffered durable and commit it."""
+        async with self._lock:
+            self._stopping = True
+            if self._assigned:
+                await self._commit(await self._sink.flush(force=True))
+
+    def stop_now(self) -> None:
+        """Make pending sink work give up (a stop that cannot wait any longer)."""
+        self._stopping = True
+        self._abort.set()
+
+    async def on_revoked(self, revoked: set[TP]) -> None:
+        self._abort.set()  # a sink waiting for a down system gives up now
+        async with self._lock:
+            partitions = {tp.partition for tp in revoked if tp.topic == self._topic}
+            self._assigned -= partitions
+            await self._sink.close(partitions)
+
+    async def on_assigned(self, assigned: set[TP]) -> None:
+        async with self._lock:
+            partitions = {tp.partition for tp in assigned if tp.topic == self._topic}
+            self._assigned = partitions
+            if not self._stopping:
+                self._abort.clear()
+            await self._sink.open(partitions)
+            self._log.info("assigned partitions %s of %s", sorted(partitions), self._topic)
+
+    async def _commit(self, offsets: dict[int, int]) -> None:
+        committable = {TP(self._topic, p): o for p, o in offsets.items() if p in self._assigned}
+        if not committable:
+            return
+        # The consumer's own commit call: the member's generation, no ack bookkeeping.
+        if not await self._app.consumer._commit(committable):
+            self._log.info("commit refused (rebalancing); the records will be read again")
+
+    def connect(self, stats_interval_s: float) -> None:
+        """Hook into the app: rebalances, shutdown, and a periodic progress line."""
+        app = self._app
+
+        @app.on_partitions_revoked.connect
+        async def revoked(sender: faust.App, revoked: set[TP], **_: object) -> None:
+            await self.on_revoked(revoked)
+
+        @app.on_partitions_assigned.connect
+        async def assigned(sender: faust.App, assigned: set[TP], **_: object) -> None:
+            await self.on_assigned(assigned)
+
+        @app.on_before_shutdown.connect
+        async def shutdown(sender: faust.App, **_: object) -> None:
+            await self._sink.stop()
+
+        @app.timer(stats_interval_s)
+        async def stats() -> None:
+            self.log_stats()
+
+    def log_stats(self) -> None:
+        then, records_then = self._last_stats
+        now = time.monotonic()
+        rate = (self.records - records_then) / max(now - then, 1e-9)
+        self._last_stats = (now, self.records)
+        self._log.info(
+            "%d records handled (%.0f/s lately), %d dead-lettered, partitions %s",
+            self.records,
+            rate,
+            self.dead_lettered,
+            sorted(self._assigned),
+        )
