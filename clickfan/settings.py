@@ -123,6 +123,8 @@ class Settings:
     sink_retry_max_s: float = 10.0  # ... up to this
     sink_log_interval_s: float = 30.0  # a failing sink is logged at most once per interval
     worker_stop_timeout_s: float = 15.0  # on SIGTERM/Ctrl-C: time to flush before giving up
+    # a worker killed with kill -9 holds its partitions this long (Kafka client default: 45 s)
+    worker_session_timeout_s: float = 30.0
     worker_stats_interval_s: float = 30.0  # a progress line in the worker log
     worker_loglevel: str = "info"
 

@@ -40,6 +40,7 @@ def make_app(settings: Settings, group: str, bootstrap_servers: str) -> faust.Ap
         topic_disable_leader=True,
         topic_allow_declare=False,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.worker_session_timeout_s,
         # revocation must not wait for records the sink holds: it aborts them instead
         stream_wait_empty=False,
         stream_buffer_maxsize=2 * settings.worker_batch_records,
