@@ -1,0 +1,82 @@
+"""Elasticsearch stopped during production: the archiver is not slowed, the indexer waits.
+
+While Elasticsearch is down the indexer retries with backoff, logs it once per
+interval, and holds its offsets (its lag grows); the archiver, another group,
+archives everything meanwhile. When Elasticsearch is back the indexer drains
+its lag to zero and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from rich.console import Console
+
+from clickfan.settings import Settings
+from compose.native import stack as native_stack
+from generators.producer import ProduceSummary
+from tests.conftest import Names
+from tests.integration import pipeline_support as ps
+
+EVENTS = 4_000
+RATE = 200.0
+LOG_INTERVAL_S = 5
+
+
+def test_indexer_holds_offsets_while_elasticsearch_is_down(
+    stack: Settings, names: Names, tmp_path: Path
+) -> None:
+    env = ps.worker_env(stack, names, sink_log_interval_s=LOG_INTERVAL_S)
+    es = ps.WorkerProcess("es", env, tmp_path, "es-1")
+    hdfs = ps.WorkerProcess("hdfs", env, tmp_path, "hdfs-1")
+    workers = [es, hdfs]
+    console = Console(stderr=True)
+    for w in workers:
+        w.start()
+    result: list[ProduceSummary] = []
+    producer = threading.Thread(
+        target=lambda: result.append(ps.produce(stack, names, EVENTS, rate=RATE))
+    )
+    try:
+        producer.start()
+        ps.wait_until(
+            lambda: ps.es_count(stack, names) > 0,
+            timeout=120,
+            what="the first documents in Elasticsearch",
+            describe=lambda: ps.logs(workers),
+        )
+        native_stack.stop_one(stack, "elasticsearch", console)
+        try:
+            producer.join()
+            assert result, "the producer failed"
+            # Elasticsearch is still down: the archiver has everything anyway ...
+            ps.wait_until(
+                lambda: ps.lag(stack, names.hdfs_group, names.topic) == 0,
+                timeout=120,
+                what="the archiver to catch up while Elasticsearch is down",
+                describe=lambda: ps.logs(workers),
+            )
+            # ... and the indexer has not committed what it could not index
+            held = ps.lag(stack, names.es_group, names.topic)
+            assert held > 0, "the indexer committed offsets while Elasticsearch was down"
+            assert es.running, es.tail()
+        finally:
+            native_stack.start_one(stack, "elasticsearch", console)
+        ps.wait_until(
+            lambda: ps.lag(stack, names.es_group, names.topic) == 0,
+            timeout=300,
+            what="the indexer to drain its lag after Elasticsearch came back",
+            describe=lambda: ps.logs(workers),
+        )
+        ps.assert_exact(stack, names, result[0])
+        log = es.log_path.read_text()
+        failures = [line for line in log.splitlines() if "retrying with backoff" in line]
+        assert failures, "the outage was not logged"
+        assert "is back after" in log
+        # once per interval, not once per attempt or record
+        attempts = max(int(line.split("(")[-1].split()[0]) for line in failures)
+        assert len(failures) < attempts or attempts == 1, failures
+    finally:
+        for w in workers:
+            w.stop()
