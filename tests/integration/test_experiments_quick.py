@@ -16,6 +16,7 @@ QUICK = {
     "partitions": 2000,
     "partitioner": 3000,
     "replay": 1000,
+    "reset": 1000,  # starts `clickfan worker es` four times
 }
 
 
