@@ -11,6 +11,7 @@ import sys
 import click
 
 from clickfan import __version__
+from clickfan.demo import demo
 from clickfan.errors import ClickfanError
 from clickfan.settings import SettingsError
 from compose.native.commands import stack_commands
@@ -35,6 +36,7 @@ cli.add_command(produce)
 cli.add_command(replay)
 cli.add_command(experiment)
 cli.add_command(worker)
+cli.add_command(demo)
 
 
 def main() -> None:

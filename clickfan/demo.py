@@ -1,0 +1,240 @@
+"""`clickfan demo`: the whole pipeline, live.
+
+Starts the stack if needed, both workers and the producer as child processes
+(each logging to <home>/logs/demo-*.log), and redraws a terminal view every
+second: producer rate, each group's lag, the Elasticsearch document count,
+the HDFS archive, dead letters. Ctrl-C stops the app processes cleanly; the
+stack stays up for the next run (`clickfan down` stops it).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import requests
+from confluent_kafka import KafkaException
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from clickfan.settings import Settings, load
+from compose.native import stack
+from lagmon.cluster import KafkaCluster
+from lagmon.commands import read_lag
+from lagmon.config import ClusterConfig
+
+CLICKFAN = str(Path(sys.executable).with_name("clickfan"))
+STOP_GRACE_S = 20.0
+
+
+@dataclass
+class AppProcess:
+    name: str
+    argv: list[str]
+    log_file: Path
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as log:
+            # own session: the terminal's Ctrl-C reaches only the demo, which
+            # then stops the children in order
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+
+    @property
+    def state(self) -> str:
+        if self.proc is None:
+            return "not started"
+        code = self.proc.poll()
+        return f"running (pid {self.proc.pid})" if code is None else f"exited ({code})"
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@dataclass
+class Sample:
+    at: float
+    produced: int = 0
+    lag: dict[str, int] = field(default_factory=dict)
+    es_docs: int | None = None
+    hdfs_files: int | None = None
+    hdfs_bytes: int | None = None
+    dead_letters: int = 0
+
+
+class PipelineView:
+    """Reads the pipeline's numbers from the real services."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.kafka = KafkaCluster(
+            ClusterConfig("local", tuple(settings.bootstrap_servers.split(",")))
+        )
+        self.admin = stack.admin_client(settings.bootstrap_servers)
+        self.groups = (settings.es_group, settings.hdfs_group)
+        self.previous: Sample | None = None
+
+    def _records(self, topic: str) -> int:
+        metadata = self.admin.list_topics(topic, timeout=5)
+        partitions = metadata.topics[topic].partitions
+        ends = self.kafka.log_end_offsets((topic, p) for p in partitions)
+        return sum(ends.values())
+
+    def sample(self) -> Sample:
+        s = Sample(at=time.monotonic())
+        try:
+            s.produced = self._records(self.settings.topic)
+            s.dead_letters = self._records(self.settings.dlq_topic)
+            rows = {r.group: r for r in read_lag(self.kafka, None, None)}
+            for group in self.groups:
+                partitions = rows[group].partitions if group in rows else ()
+                mine = [p for p in partitions if p.topic == self.settings.topic]
+                # a group that has committed nothing yet has everything still to read
+                s.lag[group] = sum(p.lag for p in mine) if mine else s.produced
+        except KafkaException:
+            pass
+        try:
+            index = f"{self.settings.index_prefix}-*"
+            s.es_docs = requests.get(f"{self.settings.es_url}/{index}/_count", timeout=2).json()[
+                "count"
+            ]
+        except (requests.RequestException, KeyError, ValueError):
+            pass
+        try:
+            url = f"{self.settings.webhdfs_url}/webhdfs/v1{self.settings.hdfs_root}"
+            summary = requests.get(
+                url,
+                params={"op": "GETCONTENTSUMMARY", "user.name": self.settings.hdfs_user},
+                timeout=2,
+            ).json()["ContentSummary"]
+            s.hdfs_files, s.hdfs_bytes = summary["fileCount"], summary["length"]
+        except (requests.RequestException, KeyError, ValueError):
+            pass
+        return s
+
+    def render(self, s: Sample, apps: list[AppProcess]) -> Panel:
+        rate = 0.0
+        if self.previous and s.at > self.previous.at:
+            rate = (s.produced - self.previous.produced) / (s.at - self.previous.at)
+        self.previous = s
+        numbers = Table.grid(padding=(0, 2))
+        numbers.add_row(
+            "producer", f"{rate:,.0f} events/s", f"{s.produced:,} records on {self.settings.topic}"
+        )
+        for group in self.groups:
+            numbers.add_row(f"group {group}", f"lag {s.lag.get(group, 0):,}", "")
+        numbers.add_row(
+            "Elasticsearch", _n(s.es_docs, "documents"), f"{self.settings.index_prefix}-*"
+        )
+        numbers.add_row(
+            "HDFS",
+            _n(s.hdfs_files, "files"),
+            f"{_n(s.hdfs_bytes, 'bytes')} under {self.settings.hdfs_root}",
+        )
+        numbers.add_row(
+            "dead letters",
+            f"{s.dead_letters:,}",
+            f"on {self.settings.dlq_topic} (each group its own)",
+        )
+        procs = Table.grid(padding=(0, 2))
+        for app in apps:
+            procs.add_row(app.name, app.state, str(app.log_file))
+        return Panel(
+            Group(numbers, "", procs),
+            title="clickfan demo",
+            subtitle="Ctrl-C stops the app processes",
+        )
+
+
+def _n(value: int | None, unit: str) -> str:
+    return "-" if value is None else f"{value:,} {unit}"
+
+
+def app_processes(settings: Settings, rate: float) -> list[AppProcess]:
+    logs = settings.home / "logs"
+    return [
+        AppProcess("es-indexer", [CLICKFAN, "worker", "es"], logs / "demo-es-indexer.log"),
+        AppProcess("hdfs-archiver", [CLICKFAN, "worker", "hdfs"], logs / "demo-hdfs-archiver.log"),
+        AppProcess(
+            "producer",
+            [CLICKFAN, "produce", "--rate", str(rate), "--bad-fraction", "0.01"],
+            logs / "demo-producer.log",
+        ),
+    ]
+
+
+def run(
+    settings: Settings,
+    rate: float,
+    console: Console,
+    duration_s: float | None = None,
+    attach: bool = False,
+) -> None:
+    """Run (or, with attach, only watch) the pipeline until Ctrl-C or duration_s."""
+    apps = [] if attach else app_processes(settings, rate)
+    if not attach:
+        stack.up(settings, console)
+    view = PipelineView(settings)
+    began = time.monotonic()
+    try:
+        for app in apps:
+            app.start()
+        with Live(view.render(view.sample(), apps), console=console, refresh_per_second=2) as live:
+            while duration_s is None or time.monotonic() - began < duration_s:
+                time.sleep(1)
+                live.update(view.render(view.sample(), apps))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if apps:
+            with console.status("stopping the producer, then the workers ..."):
+                for app in apps[::-1]:  # the producer first, so the workers can drain
+                    app.stop()
+            console.print(
+                "Stopped the app processes; the stack is still up (`clickfan down` stops it)."
+            )
+
+
+@click.command()
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=1),
+    default=200.0,
+    show_default=True,
+    help="Events per second from the producer.",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Stop after this many seconds (default: until Ctrl-C).",
+)
+@click.option(
+    "--attach",
+    is_flag=True,
+    help="Only show the view of a pipeline that runs elsewhere (e.g. in Docker).",
+)
+def demo(rate: float, duration: float | None, attach: bool) -> None:
+    """The whole pipeline, live: stack, both workers, the producer, and a refreshing view."""
+    run(load(), rate, Console(), duration_s=duration, attach=attach)
