@@ -27,8 +27,12 @@ test: install
 test-unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
+# Numbers, not pass/fail: the stack's start-up and memory (restarts it), the
+# producer against kafka-producer-perf-test, throughput and latency through the workers.
 bench: install
 	$(BIN)/python -m benchmarks.stack_up
+	$(BIN)/python -m benchmarks.produce
+	$(BIN)/python -m benchmarks.pipeline
 
 lint: install
 	$(BIN)/ruff check .
