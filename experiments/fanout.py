@@ -78,7 +78,6 @@ class Fanout(Experiment):
    again and the indexer drains its lag; the index ends with every event exactly once.
 """
     default_events = 2000
-    quick = False
     needs = ("kafka", "elasticsearch", "hdfs", "workers", "kills")
 
     def run(self, ctx: Context) -> None:
