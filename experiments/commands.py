@@ -24,7 +24,7 @@ def _list(console: Console) -> None:
         table.add_row(
             name,
             exp.title,
-            str(exp.default_events),
+            str(exp.default_events or "- (fixed rate)"),
             "yes" if exp.quick else "no",
             ", ".join(exp.needs),
         )
@@ -61,6 +61,10 @@ def experiment(name: str, events: int | None, out: Path | None, as_json: bool, k
 
     Each run writes report.md, report.json and plots to OUT/NAME-TIMESTAMP/ and
     exits non-zero when an expectation failed.
+
+    fanout stops and starts Elasticsearch, acks kills and restarts Kafka brokers
+    (needs "kills" in `clickfan experiment list`): run them on a stack nobody
+    else is using at the time.
     """
     # progress goes to stderr so that --json keeps stdout clean
     console = Console(stderr=True)
