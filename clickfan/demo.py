@@ -24,6 +24,7 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from clickfan.errors import ClickfanError
 from clickfan.settings import Settings, load
 from compose.native import stack
 from lagmon.cluster import KafkaCluster
@@ -112,8 +113,8 @@ class PipelineView:
                 mine = [p for p in partitions if p.topic == self.settings.topic]
                 # a group that has committed nothing yet has everything still to read
                 s.lag[group] = sum(p.lag for p in mine) if mine else s.produced
-        except KafkaException:
-            pass
+        except (KafkaException, ClickfanError):
+            pass  # e.g. the group coordinator still loading right after start-up
         try:
             index = f"{self.settings.index_prefix}-*"
             s.es_docs = requests.get(f"{self.settings.es_url}/{index}/_count", timeout=2).json()[

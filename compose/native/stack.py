@@ -113,20 +113,15 @@ def known_services(settings: Settings) -> list[Service]:
 
 
 def status(settings: Settings) -> tuple[list[ServiceStatus], Probe]:
+    """Each service on its own, and the Kafka cluster as a whole (all brokers, a leader)."""
     services = known_services(settings)
-    statuses = [service_status(s) for s in services]
     brokers = [s for s in services if isinstance(s, KafkaBroker) and s.name != "kafka-extra"]
-    cluster = kafka_cluster_probe(brokers)
-    if not cluster.healthy:
-        for st in statuses:
-            if st.name.startswith("kafka-") and st.name != "kafka-extra" and st.state == "healthy":
-                st.state, st.detail = "unhealthy", f"{st.detail}; cluster: {cluster.detail}"
-    return statuses, cluster
+    return [service_status(s) for s in services], kafka_cluster_probe(brokers)
 
 
 def status_json(statuses: list[ServiceStatus], cluster: Probe) -> dict:
     return {
-        "healthy": all(s.state == "healthy" for s in statuses),
+        "healthy": cluster.healthy and all(s.state == "healthy" for s in statuses),
         "kafka_cluster": asdict(cluster),
         "services": [asdict(s) for s in statuses],
         "total_rss_mb": round(sum(s.rss_mb for s in statuses), 1),
