@@ -128,7 +128,13 @@ All along, the topic's ISR is read from the cluster's topic description twice a 
             "This experiment killed and restarted brokers of "
             f"{s.bootstrap_servers} (kill -9, then `clickfan start`)."
         )
-        runs = [self._phase1(ctx, mode) for mode in ("0", "1", "all")]
+        try:
+            runs = [self._phase1(ctx, mode) for mode in ("0", "1", "all")]
+            two = self._phase2(ctx)
+        finally:
+            # a run that broke half-way must not leave brokers down
+            for node_id in (1, 2, 3):
+                start_broker(ctx, node_id)
         for r in runs:
             ok = r.lost == 0 if r.mode == "all" else True
             ctx.check(
@@ -138,7 +144,6 @@ All along, the topic's ISR is read from the cluster's topic description twice a 
                 f"{sum(r.failed.values())} failed)",
                 ok,
             )
-        two = self._phase2(ctx)
         failed = sum(two.failed.values())
         ctx.check(
             "two brokers down, acks=all: records refused with an error",

@@ -198,11 +198,12 @@ class Fanout(Experiment):
                 workers=workers,
             )
             es_lag_down = lag(offsets, ctx.names.es_group, topic, PARTITIONS)
+            hdfs_lag_down = lag(offsets, ctx.names.hdfs_group, topic, PARTITIONS)
         ctx.check(
             "while Elasticsearch is down: archiver lag / indexer lag",
             f"0 / {m}",
-            f"0 / {es_lag_down}",
-            es_lag_down == m,
+            f"{hdfs_lag_down} / {es_lag_down}",
+            hdfs_lag_down == 0 and es_lag_down == m,
         )
         restart_at = time.monotonic() - began
         outage = [
