@@ -40,31 +40,24 @@ class Artifact:
         return (self.root / ".complete").exists()
 
 
-def kafka(settings: Settings) -> Artifact:
+def _artifact(settings: Settings, service: str) -> Artifact:
+    # the pom property carrying the version is named like the setting: kafka.version
+    version = getattr(settings, f"{service}_version")
     return Artifact(
-        "kafka",
-        settings.kafka_version,
-        "kafka.version",
-        settings.artifacts_dir / f"kafka-{settings.kafka_version}",
+        service, version, f"{service}.version", settings.artifacts_dir / f"{service}-{version}"
     )
+
+
+def kafka(settings: Settings) -> Artifact:
+    return _artifact(settings, "kafka")
 
 
 def hadoop(settings: Settings) -> Artifact:
-    return Artifact(
-        "hadoop",
-        settings.hadoop_version,
-        "hadoop.version",
-        settings.artifacts_dir / f"hadoop-{settings.hadoop_version}",
-    )
+    return _artifact(settings, "hadoop")
 
 
 def elasticsearch(settings: Settings) -> Artifact:
-    return Artifact(
-        "elasticsearch",
-        settings.elasticsearch_version,
-        "elasticsearch.version",
-        settings.artifacts_dir / f"elasticsearch-{settings.elasticsearch_version}",
-    )
+    return _artifact(settings, "elasticsearch")
 
 
 def all_artifacts(settings: Settings) -> list[Artifact]:
