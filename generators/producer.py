@@ -37,6 +37,7 @@ _PROGRESS_EVERY_S = 0.2
 # stall: catching up in one burst is exactly what a rate limit should prevent.
 _MAX_BACKLOG_S = 0.1
 _UNLIMITED_BATCH = 1000
+_NEW_TOPIC_GRACE_S = 3.0
 
 # librdkafka logs every failed connection attempt to stderr, many per second
 # while a broker is down. Its errors reach the summary through error_cb
@@ -214,15 +215,21 @@ class ClickProducer:
 
     def _partitions(self) -> int:
         s = self.settings
-        try:
-            metadata = self._producer.list_topics(timeout=s.produce_metadata_timeout_s)
-        except KafkaException as exc:
-            raise ClickfanError(
-                f"cannot reach Kafka at {self.bootstrap_servers} within "
-                f"{s.produce_metadata_timeout_s:g} s ({exc.args[0].str()}). Start the stack with "
-                "`clickfan up`, or point --bootstrap-servers at running brokers."
-            ) from None
-        topic = metadata.topics.get(s.topic)
+        # A topic created a moment ago may not be in every broker's metadata yet.
+        deadline = time.monotonic() + _NEW_TOPIC_GRACE_S
+        while True:
+            try:
+                metadata = self._producer.list_topics(timeout=s.produce_metadata_timeout_s)
+            except KafkaException as exc:
+                raise ClickfanError(
+                    f"cannot reach Kafka at {self.bootstrap_servers} within "
+                    f"{s.produce_metadata_timeout_s:g} s ({exc.args[0].str()}). Start the stack "
+                    "with `clickfan up`, or point --bootstrap-servers at running brokers."
+                ) from None
+            topic = metadata.topics.get(s.topic)
+            if topic is not None or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         if topic is None:
             raise ClickfanError(
                 f"topic {s.topic!r} does not exist on {self.bootstrap_servers}. `clickfan up` "

@@ -12,6 +12,7 @@ HDFS folder (`names`) instead of restarting services: six JVMs share two cores.
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -125,8 +126,26 @@ def names(stack: Settings) -> Iterator[Names]:
     ]
     for future in admin.create_topics(topics, request_timeout=30).values():
         future.result()
+    _wait_until_every_broker_knows(stack, [test_names.topic, test_names.dlq_topic])
     yield test_names
     _remove_test_data(stack, test_names)
+
+
+def _wait_until_every_broker_knows(settings: Settings, topics: list[str]) -> None:
+    """A created topic reaches each broker's metadata a moment later; clients ask any broker."""
+    deadline = time.monotonic() + 30
+    for port in settings.kafka_ports:
+        admin = native_stack.admin_client(f"{settings.host}:{port}")
+        while True:
+            known = admin.list_topics(timeout=10).topics
+            if all(
+                t in known and all(p.leader >= 0 for p in known[t].partitions.values())
+                for t in topics
+            ):
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"broker on {port} does not know {topics} after 30 s")
+            time.sleep(0.1)
 
 
 def _remove_test_data(settings: Settings, test_names: Names) -> None:
