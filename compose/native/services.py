@@ -183,6 +183,8 @@ class KafkaBroker(Service):
             "transaction.state.log.min.isr": min(2, rf),
             "auto.create.topics.enable": "false",
             "group.initial.rebalance.delay.ms": 0,  # a demo and tests want quick joins
+            # retention shows within seconds, not after Kafka's default 5 minutes
+            "log.retention.check.interval.ms": 10000,
             "num.network.threads": 2,
             "num.io.threads": 4,
         }

@@ -19,6 +19,7 @@ QUICK = {
     "replay": 1000,
     "reset": 1000,  # starts `clickfan worker es` four times
     "fanout": 1000,  # stops and starts Elasticsearch: see _may_stop_services
+    "retention": 1000,  # waits for the brokers' retention check (every 10 s)
 }
 
 
