@@ -11,6 +11,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def _finish(fig, ax, path: Path, title: str, xlabel: str, ylabel: str, legend: bool) -> Path:
+    """Labels, legend, and the file; the figure is closed (many plots per run)."""
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if legend:
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def bars(
     path: Path,
     title: str,
@@ -26,16 +39,8 @@ def bars(
         xs = [x + i * width - 0.4 + width / 2 for x in range(len(labels))]
         ax.bar(xs, values, width, label=name)
     ax.set_xticks(range(len(labels)), labels)
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if len(series) > 1:
-        ax.legend()
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, title, xlabel, ylabel, legend=len(series) > 1)
 
 
 def lines(
@@ -65,16 +70,8 @@ def lines(
             ha="right",
             fontsize=8,
         )
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if len(series) > 1:
-        ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, title, xlabel, ylabel, legend=len(series) > 1)
 
 
 def histogram(
@@ -88,13 +85,5 @@ def histogram(
     for name, values in series.items():
         if values:
             ax.hist(values, bins=bins, alpha=0.6, label=name)
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("count")
-    if len(series) > 1:
-        ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _finish(fig, ax, path, title, xlabel, "count", legend=len(series) > 1)
