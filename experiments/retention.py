@@ -90,7 +90,8 @@ one with `retention.ms` {RETENTION_MS}, one with `retention.bytes` set to half o
    `log.retention.check.interval.ms`: 10 s on clickfan's stacks, 5 minutes by Kafka's default).
    Meanwhile {TRICKLE} events every 5 s keep arriving on the retention.ms topic, as on a
    live topic, so its newest segments are young enough to stay.
-3. Measured per topic: the log start offset (admin API, and Kafka's
+3. Retention is then switched off on both topics, so the logs stay as it left them.
+4. Measured per topic: the log start offset (admin API, and Kafka's
    `kafka-get-offsets --time earliest`), what a new group from earliest reads, and the
    event ids in the HDFS archive against those produced.
 """
@@ -206,6 +207,21 @@ one with `retention.ms` {RETENTION_MS}, one with `retention.bytes` set to half o
             except ClickfanError as exc:  # a timeout: the checks below show the numbers
                 ctx.note(str(exc))
         ctx.details["seconds_until_retention"] = round(time.monotonic() - began, 1)
+        # Freeze the logs as retention left them: the brokers check every few seconds,
+        # and a later pass deleting more while the reader below reads would blur the count.
+        freeze = [
+            ConfigResource(
+                ResourceType.TOPIC,
+                case.topic,
+                incremental_configs=[
+                    ConfigEntry(key, "-1", incremental_operation=AlterConfigOpType.SET)
+                    for key in ("retention.ms", "retention.bytes")
+                ],
+            )
+            for case in cases
+        ]
+        for future in ctx.admin.incremental_alter_configs(freeze).values():
+            future.result()
         for case in cases:
             wait_until(
                 f"the archiver of {case.topic}",
