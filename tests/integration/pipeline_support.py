@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from elasticsearch import Elasticsearch, helpers
 from hdfs import InsecureClient
 
@@ -173,14 +173,29 @@ def end_offsets(settings: Settings, topic: str, partitions: int) -> dict[int, in
         consumer.close()
 
 
+# A group's coordinator can move or still be loading: ask again rather than fail.
+_COORDINATOR_BUSY = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError._TIMED_OUT,
+}
+
+
 def committed(settings: Settings, group: str, topic: str, partitions: int) -> dict[int, int]:
     """The group's committed offsets (-1001 when none), read without joining the group."""
-    consumer = _consumer(settings, group)
-    try:
-        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], 10)
-        return {tp.partition: tp.offset for tp in tps}
-    finally:
-        consumer.close()
+    deadline = time.monotonic() + 30
+    while True:
+        consumer = _consumer(settings, group)
+        try:
+            tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], 10)
+            return {tp.partition: tp.offset for tp in tps}
+        except KafkaException as exc:
+            if exc.args[0].code() not in _COORDINATOR_BUSY or time.monotonic() > deadline:
+                raise
+        finally:
+            consumer.close()
+        time.sleep(0.5)
 
 
 def lag(settings: Settings, group: str, topic: str) -> int:
