@@ -43,11 +43,11 @@ import requests  # noqa: E402
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import NewTopic  # noqa: E402
 
+from clickfan.compose.native.stack import admin_client  # noqa: E402
+from clickfan.generators.producer import ClickProducer  # noqa: E402
+from clickfan.lagmon.cluster import KafkaCluster  # noqa: E402
+from clickfan.lagmon.config import ClusterConfig  # noqa: E402
 from clickfan.settings import Settings, load  # noqa: E402
-from compose.native.stack import admin_client  # noqa: E402
-from generators.producer import ClickProducer  # noqa: E402
-from lagmon.cluster import KafkaCluster  # noqa: E402
-from lagmon.config import ClusterConfig  # noqa: E402
 
 CLICKFAN = str(Path(sys.executable).with_name("clickfan"))
 

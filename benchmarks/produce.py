@@ -23,11 +23,11 @@ from pathlib import Path
 
 from confluent_kafka.admin import NewTopic
 
+from clickfan.compose.native.stack import admin_client
+from clickfan.events import encode_event
+from clickfan.generators.events import EventGenerator
+from clickfan.generators.producer import ClickProducer
 from clickfan.settings import load
-from compose.native.stack import admin_client
-from generators.events import EventGenerator
-from generators.producer import ClickProducer
-from generators.schema import encode_event
 
 CLICKFAN = str(Path(sys.executable).with_name("clickfan"))
 

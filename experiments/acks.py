@@ -22,11 +22,11 @@ from confluent_kafka.admin import NewTopic
 from rich.console import Console
 
 from clickfan.errors import ClickfanError
-from experiments import plots
-from experiments.framework import Context, Experiment
-from experiments.kafka_io import producer, read_topic
-from experiments.offsets import GroupOffsets
-from experiments.workers import wait_until
+from clickfan.experiments import plots
+from clickfan.experiments.framework import Context, Experiment
+from clickfan.experiments.kafka_io import producer, read_topic
+from clickfan.experiments.offsets import GroupOffsets
+from clickfan.experiments.workers import wait_until
 
 PARTITIONS = 3
 RATE = 300.0  # records per second
@@ -55,13 +55,13 @@ class Run:
 
 
 def _broker(ctx: Context, node_id: int):  # noqa: ANN202 - compose.native KafkaBroker
-    from compose.native.stack import find_service
+    from clickfan.compose.native.stack import find_service
 
     return find_service(ctx.settings, f"kafka-{node_id}")
 
 
 def kill_broker(ctx: Context, node_id: int) -> None:
-    from compose.native.stack import running_pid
+    from clickfan.compose.native.stack import running_pid
 
     service = _broker(ctx, node_id)
     pid = running_pid(service)
@@ -71,7 +71,7 @@ def kill_broker(ctx: Context, node_id: int) -> None:
 
 
 def start_broker(ctx: Context, node_id: int) -> None:
-    from compose.native.stack import running_pid, start_one
+    from clickfan.compose.native.stack import running_pid, start_one
 
     service = _broker(ctx, node_id)
     if running_pid(service) is not None and service.probe().healthy:

@@ -12,8 +12,8 @@ from rich.table import Table
 
 from clickfan import settings as settings_module
 from clickfan.errors import ClickfanError
-from experiments.framework import ExperimentFailed, Outcome, run_experiment
-from experiments.registry import available
+from clickfan.experiments.framework import ExperimentFailed, Outcome, run_experiment
+from clickfan.experiments.registry import available
 
 
 def _list(console: Console) -> None:

@@ -11,12 +11,12 @@ import time
 
 from rich.console import Console
 
-from experiments import plots
-from experiments.elastic import ElasticIndex
-from experiments.framework import Context, Experiment
-from experiments.kafka_io import produce_clicks
-from experiments.offsets import GroupOffsets
-from experiments.workers import (
+from clickfan.experiments import plots
+from clickfan.experiments.elastic import ElasticIndex
+from clickfan.experiments.framework import Context, Experiment
+from clickfan.experiments.kafka_io import produce_clicks
+from clickfan.experiments.offsets import GroupOffsets
+from clickfan.experiments.workers import (
     Worker,
     create_dlq,
     es_cleanup,
@@ -178,7 +178,7 @@ class Fanout(Experiment):
         )
 
     def _es_down(self, ctx, topic, index, offsets, workers, marks, began, timeline) -> None:  # noqa: ANN001
-        from compose.native.stack import start_one, stop_one
+        from clickfan.compose.native.stack import start_one, stop_one
 
         s, n = ctx.settings, ctx.events
         m = max(n // 2, 1)

@@ -248,7 +248,7 @@ def run_experiment(
     console: Console,
     keep: bool = False,
 ) -> Outcome:
-    from experiments.report import write_report
+    from clickfan.experiments.report import write_report
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = out_root / f"{experiment.name}-{stamp}"

@@ -14,7 +14,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 
 from clickfan.errors import ClickfanError
 
-_quiet = logging.getLogger("clickfan.experiments.kafka")
+_quiet = logging.getLogger(__name__)
 _quiet.addHandler(logging.NullHandler())
 _quiet.propagate = False
 
@@ -164,7 +164,7 @@ def produce_clicks(
     **overrides: Any,
 ) -> Any:
     """Generated click events with clickfan's own producer; returns its ProduceSummary."""
-    from generators.producer import ClickProducer
+    from clickfan.generators.producer import ClickProducer
 
     s = dataclasses.replace(
         settings,

@@ -9,8 +9,8 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 
+from clickfan.compose.native.tools import kafka_tool_argv
 from clickfan.settings import Settings
-from compose.native.tools import kafka_tool_argv
 
 TopicPartition = tuple[str, int]
 

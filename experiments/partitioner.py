@@ -11,13 +11,13 @@ from functools import partial
 
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
-from experiments import plots
-from experiments.framework import Context, Experiment
-from experiments.kafka_io import consumer, produce_clicks, producer, read_topic
-from experiments.offsets import GroupOffsets
-from generators.events import EventGenerator
-from generators.partitioners import partition_for_key
-from generators.schema import encode_event
+from clickfan.events import encode_event
+from clickfan.experiments import plots
+from clickfan.experiments.framework import Context, Experiment
+from clickfan.experiments.kafka_io import consumer, produce_clicks, producer, read_topic
+from clickfan.experiments.offsets import GroupOffsets
+from clickfan.generators.events import EventGenerator
+from clickfan.generators.partitioners import partition_for_key
 
 VIP_PARTITIONS, ALL_PARTITIONS = 8, 10  # the seed notes' example
 COST_S = 0.005  # each consumer's work per record: 200 records/s per partition

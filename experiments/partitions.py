@@ -8,12 +8,12 @@ from collections import Counter, defaultdict
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import NewPartitions
 
-from experiments import plots
-from experiments.framework import Context, Experiment
-from experiments.kafka_io import producer, read_topic
-from experiments.kafka_tools import run_kafka_tool
-from experiments.offsets import GroupOffsets
-from generators.partitioners import partition_for_key
+from clickfan.experiments import plots
+from clickfan.experiments.framework import Context, Experiment
+from clickfan.experiments.kafka_io import producer, read_topic
+from clickfan.experiments.kafka_tools import run_kafka_tool
+from clickfan.experiments.offsets import GroupOffsets
+from clickfan.generators.partitioners import partition_for_key
 
 BEFORE, AFTER = 6, 12
 KEYS = 500

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from experiments.framework import Experiment
+from clickfan.experiments.framework import Experiment
 
 # module name -> class name
 _MODULES = {

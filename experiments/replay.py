@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 
-from experiments import plots
-from experiments.elastic import ElasticIndex
-from experiments.framework import Context, Experiment
-from experiments.kafka_io import consume_group, produce_clicks
-from experiments.offsets import GroupOffsets, Target
+from clickfan.experiments import plots
+from clickfan.experiments.elastic import ElasticIndex
+from clickfan.experiments.framework import Context, Experiment
+from clickfan.experiments.kafka_io import consume_group, produce_clicks
+from clickfan.experiments.offsets import GroupOffsets, Target
 
 
 class Replay(Experiment):

@@ -9,7 +9,13 @@ from rich.console import Console
 from rich.table import Table
 
 from clickfan import settings as settings_module
-from experiments.offsets import GroupOffsets, PartitionReset, Target, parse_target, plan_json
+from clickfan.experiments.offsets import (
+    GroupOffsets,
+    PartitionReset,
+    Target,
+    parse_target,
+    plan_json,
+)
 
 
 def reset_table(group: str, target: Target, plan: list[PartitionReset], dry_run: bool) -> Table:

@@ -8,13 +8,13 @@ import time
 from datetime import UTC, datetime
 
 from clickfan.errors import ClickfanError
-from experiments import plots
-from experiments.elastic import ElasticIndex
-from experiments.framework import Context, Experiment
-from experiments.kafka_io import produce_clicks
-from experiments.kafka_tools import reset_offsets_dry_run
-from experiments.offsets import GroupOffsets, Target
-from experiments.workers import (
+from clickfan.experiments import plots
+from clickfan.experiments.elastic import ElasticIndex
+from clickfan.experiments.framework import Context, Experiment
+from clickfan.experiments.kafka_io import produce_clicks
+from clickfan.experiments.kafka_tools import reset_offsets_dry_run
+from clickfan.experiments.offsets import GroupOffsets, Target
+from clickfan.experiments.workers import (
     Worker,
     clickfan_executable,
     create_dlq,

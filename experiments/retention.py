@@ -14,12 +14,12 @@ from confluent_kafka.admin import (
 )
 
 from clickfan.errors import ClickfanError
-from experiments import plots
-from experiments.framework import Context, Experiment
-from experiments.kafka_io import produce_clicks, read_topic
-from experiments.kafka_tools import get_offsets, run_kafka_tool
-from experiments.offsets import GroupOffsets
-from experiments.workers import (
+from clickfan.experiments import plots
+from clickfan.experiments.framework import Context, Experiment
+from clickfan.experiments.kafka_io import produce_clicks, read_topic
+from clickfan.experiments.kafka_tools import get_offsets, run_kafka_tool
+from clickfan.experiments.offsets import GroupOffsets
+from clickfan.experiments.workers import (
     Worker,
     create_dlq,
     hdfs_archive,

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from clickfan.errors import ClickfanError
-from experiments.framework import Context
-from experiments.offsets import GroupOffsets
+from clickfan.experiments.framework import Context
+from clickfan.experiments.offsets import GroupOffsets
 
 
 def clickfan_executable() -> list[str]:
@@ -148,7 +148,7 @@ def create_dlq(ctx: Context, partitions: int | None = None) -> str:
 
 
 def es_cleanup(ctx: Context) -> None:
-    from experiments.elastic import client
+    from clickfan.experiments.elastic import client
 
     def delete() -> None:
         es = client(ctx.settings)
@@ -179,7 +179,7 @@ def hdfs_archive(ctx: Context, root: str | None = None) -> dict[str, Any]:
 
     from hdfs.util import HdfsError
 
-    from sinks.hdfs_layout import ArchiveFile
+    from clickfan.sinks.hdfs_layout import ArchiveFile
 
     client = hdfs_client(ctx)
     root = root or ctx.names.hdfs_root

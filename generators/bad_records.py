@@ -3,7 +3,7 @@
 Each bad record is made from a real generated event, so it looks like traffic
 and only the one defect of its kind sets it apart. The producer marks bad
 records with the ``clickfan-bad-kind`` header for test bookkeeping only:
-consumers must judge the payload (generators.schema.decode_event), never the
+consumers must judge the payload (clickfan.events.decode_event), never the
 header.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from generators.schema import FIELDS, encode_event
+from clickfan.events import FIELDS, encode_event
 
 BAD_KIND_HEADER = "clickfan-bad-kind"
 BAD_KINDS = ("not_json", "wrong_types", "missing_fields", "invalid_utf8", "empty", "oversized")

@@ -14,8 +14,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from clickfan import settings as settings_module
-from clickfan.settings import Settings
-from generators.producer import (
+from clickfan.generators.producer import (
     ACKS,
     COMPRESSIONS,
     KEY_MODES,
@@ -23,7 +22,8 @@ from generators.producer import (
     ProduceSummary,
     StopSignal,
 )
-from generators.producer import Progress as ProduceProgress
+from clickfan.generators.producer import Progress as ProduceProgress
+from clickfan.settings import Settings
 
 
 def _help(text: str, setting: str) -> str:

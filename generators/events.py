@@ -26,7 +26,7 @@ from typing import Any
 
 from faker import Faker
 
-from generators.schema import DEVICES, SCHEMA_VERSION, validate_event
+from clickfan.events import DEVICES, SCHEMA_VERSION, validate_event
 
 __all__ = ["EventGenerator", "Pools", "validate_event"]
 

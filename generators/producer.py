@@ -22,11 +22,11 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from clickfan.errors import ClickfanError
+from clickfan.events import encode_event
+from clickfan.generators.bad_records import BAD_KIND_HEADER, BadRecordMaker
+from clickfan.generators.events import EventGenerator
+from clickfan.generators.partitioners import VipPartitioner
 from clickfan.settings import Settings
-from generators.bad_records import BAD_KIND_HEADER, BadRecordMaker
-from generators.events import EventGenerator
-from generators.partitioners import VipPartitioner
-from generators.schema import encode_event
 
 ACKS = ("0", "1", "all")
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
@@ -42,7 +42,7 @@ _NEW_TOPIC_GRACE_S = 3.0
 # librdkafka logs every failed connection attempt to stderr, many per second
 # while a broker is down. Its errors reach the summary through error_cb
 # (client_errors); the raw log goes here, silent unless someone listens.
-_librdkafka_log = logging.getLogger("clickfan.librdkafka")
+_librdkafka_log = logging.getLogger(f"{__name__}.librdkafka")
 _librdkafka_log.addHandler(logging.NullHandler())
 _librdkafka_log.propagate = False
 

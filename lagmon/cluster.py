@@ -20,7 +20,7 @@ from confluent_kafka import (
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from clickfan.errors import ClickfanError
-from lagmon.config import ClusterConfig
+from clickfan.lagmon.config import ClusterConfig
 
 TopicPartitionKey = tuple[str, int]
 

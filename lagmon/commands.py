@@ -19,15 +19,15 @@ import requests
 from confluent_kafka import KafkaException
 
 from clickfan.errors import ClickfanError
+from clickfan.lagmon import config as lagconfig
+from clickfan.lagmon import httpserver
+from clickfan.lagmon.cluster import KafkaCluster, TopicPartitionKey
+from clickfan.lagmon.config import LOCAL, MonitorConfig
+from clickfan.lagmon.evaluator import partition_status
+from clickfan.lagmon.monitor import Monitor
+from clickfan.lagmon.notifier import Notifier
+from clickfan.lagmon.protocol import ConsumerOffset, Status
 from clickfan.settings import load as load_settings
-from lagmon import config as lagconfig
-from lagmon import httpserver
-from lagmon.cluster import KafkaCluster, TopicPartitionKey
-from lagmon.config import LOCAL, MonitorConfig
-from lagmon.evaluator import partition_status
-from lagmon.monitor import Monitor
-from lagmon.notifier import Notifier
-from lagmon.protocol import ConsumerOffset, Status
 
 # --------------------------------------------------------------------------- config
 

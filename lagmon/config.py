@@ -39,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 from clickfan.errors import ClickfanError
+from clickfan.lagmon.protocol import valid_kafka_name
 from clickfan.settings import Settings
-from lagmon.protocol import valid_kafka_name
 
 LOCAL = "local"
 EXTRA = "extra"

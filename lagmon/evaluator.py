@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from lagmon.protocol import (
+from clickfan.lagmon.protocol import (
     ConsumerOffset,
     ConsumerPartition,
     ConsumerTopics,
@@ -21,7 +21,7 @@ from lagmon.protocol import (
     PartitionStatus,
     Status,
 )
-from lagmon.storage import Storage
+from clickfan.lagmon.storage import Storage
 
 
 def partition_status(

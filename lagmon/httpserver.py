@@ -23,10 +23,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from clickfan.errors import ClickfanError
-from lagmon.config import MonitorConfig
-from lagmon.evaluator import Evaluator
-from lagmon.protocol import Status, valid_group_name, valid_kafka_name
-from lagmon.storage import Storage
+from clickfan.lagmon.config import MonitorConfig
+from clickfan.lagmon.evaluator import Evaluator
+from clickfan.lagmon.protocol import Status, valid_group_name, valid_kafka_name
+from clickfan.lagmon.storage import Storage
 
 STORAGE = web.AppKey("storage", Storage)
 EVALUATOR = web.AppKey("evaluator", Evaluator)

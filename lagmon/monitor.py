@@ -15,13 +15,13 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaException
 
-from lagmon.cluster import KafkaCluster
-from lagmon.config import ClusterConfig, MonitorConfig
-from lagmon.consumer import CommitKey, CommitValue, OffsetsTopicReader
-from lagmon.evaluator import Evaluator
-from lagmon.notifier import Notifier
-from lagmon.protocol import Status
-from lagmon.storage import Storage
+from clickfan.lagmon.cluster import KafkaCluster
+from clickfan.lagmon.config import ClusterConfig, MonitorConfig
+from clickfan.lagmon.consumer import CommitKey, CommitValue, OffsetsTopicReader
+from clickfan.lagmon.evaluator import Evaluator
+from clickfan.lagmon.notifier import Notifier
+from clickfan.lagmon.protocol import Status
+from clickfan.lagmon.storage import Storage
 
 log = logging.getLogger(__name__)
 

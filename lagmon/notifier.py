@@ -16,7 +16,7 @@ from typing import Any
 
 import requests
 
-from lagmon.protocol import GroupStatus, Status
+from clickfan.lagmon.protocol import GroupStatus, Status
 
 log = logging.getLogger(__name__)
 

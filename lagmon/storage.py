@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from lagmon.protocol import ConsumerOffset, ConsumerPartition, ConsumerTopics
+from clickfan.lagmon.protocol import ConsumerOffset, ConsumerPartition, ConsumerTopics
 
 
 @dataclass

@@ -18,11 +18,11 @@ import elasticsearch
 from elasticsearch import AsyncElasticsearch
 
 from clickfan.settings import Settings
-from sinks import es_bulk, es_index
-from sinks.base import DeadLetterFn, Rejection, Sink, SinkRecord
-from sinks.retry import Retry
+from clickfan.sinks import es_bulk, es_index
+from clickfan.sinks.base import DeadLetterFn, Rejection, Sink, SinkRecord
+from clickfan.sinks.retry import Retry
 
-log = logging.getLogger("clickfan.sinks.elasticsearch")
+log = logging.getLogger(__name__)
 
 REJECTED_REASON = "es_rejected"
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from sinks.base import SinkRecord
+from clickfan.sinks.base import SinkRecord
 
 # action line, separators and a margin: what a document adds to a request besides its source
 _PER_DOC_OVERHEAD = 160

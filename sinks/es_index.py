@@ -17,7 +17,7 @@ from typing import Any
 _KEYWORD = {"type": "keyword"}
 _URL = {"type": "keyword", "ignore_above": 2048}
 
-# One entry per field of generators.schema.FIELDS (a unit test keeps them in step).
+# One entry per field of clickfan.events.FIELDS (a unit test keeps them in step).
 MAPPINGS: dict[str, Any] = {
     "dynamic": False,
     "properties": {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sinks.hdfs_layout import ArchiveFile
+from clickfan.sinks.hdfs_layout import ArchiveFile
 
 
 @dataclass

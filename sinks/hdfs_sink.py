@@ -25,14 +25,14 @@ from typing import Any, TypeVar
 import requests
 from hdfs import HdfsError, InsecureClient
 
+from clickfan.events import encode_event
 from clickfan.settings import Settings
-from generators.schema import encode_event
-from sinks.base import Sink, SinkRecord
-from sinks.hdfs_layout import COMMITTED_DIR, TMP_DIR, Marker, Roll, bucket, plan_recovery
-from sinks.hdfs_roll import PendingRoll
-from sinks.retry import Retry
+from clickfan.sinks.base import Sink, SinkRecord
+from clickfan.sinks.hdfs_layout import COMMITTED_DIR, TMP_DIR, Marker, Roll, bucket, plan_recovery
+from clickfan.sinks.hdfs_roll import PendingRoll
+from clickfan.sinks.retry import Retry
 
-log = logging.getLogger("clickfan.sinks.hdfs")
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 

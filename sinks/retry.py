@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from sinks.base import Aborted
+from clickfan.sinks.base import Aborted
 
 T = TypeVar("T")
 

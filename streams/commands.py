@@ -14,7 +14,7 @@ import click
 from clickfan import settings as settings_module
 from clickfan.errors import ClickfanError
 from clickfan.settings import Settings
-from sinks import es_index
+from clickfan.sinks import es_index
 
 _LOGLEVELS = ("debug", "info", "warning", "error")
 
@@ -45,7 +45,7 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _start(kind: str, settings: Settings, bootstrap_servers: str | None) -> None:
     # Faust and the sinks are imported only when a worker really starts.
-    from streams import es_indexer, hdfs_archiver, runtime
+    from clickfan.streams import es_indexer, hdfs_archiver, runtime
 
     bootstrap = bootstrap_servers or settings.bootstrap_servers
     runtime.setup_logging(settings.worker_loglevel)

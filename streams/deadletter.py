@@ -3,7 +3,7 @@
 A dead letter keeps the original key, value and headers and adds headers in
 the spirit of Kafka Connect's ``__connect.errors.*``:
 
-    clickfan.error.reason       one of generators.schema.REASONS, or es_rejected
+    clickfan.error.reason       one of clickfan.events.REASONS, or es_rejected
     clickfan.error.message      what exactly was wrong (cut to 1 KB)
     clickfan.source.topic / .partition / .offset / .timestamp
     clickfan.dlq.group          the consumer group (worker) that dead-lettered it
@@ -29,10 +29,10 @@ import faust
 from aiokafka.errors import KafkaError
 
 from clickfan.settings import Settings
-from sinks.base import Rejection
-from sinks.retry import Retry
+from clickfan.sinks.base import Rejection
+from clickfan.sinks.retry import Retry
 
-log = logging.getLogger("clickfan.streams.deadletter")
+log = logging.getLogger(__name__)
 
 REASON = "clickfan.error.reason"
 MESSAGE = "clickfan.error.message"

@@ -8,13 +8,13 @@ import logging
 import faust
 
 from clickfan.settings import Settings
-from sinks.base import Aborted
-from sinks.elasticsearch_sink import ElasticsearchSink
-from streams.deadletter import DeadLetterQueue
-from streams.pipeline import SinkPipeline
-from streams.runtime import make_app, source_topic
+from clickfan.sinks.base import Aborted
+from clickfan.sinks.elasticsearch_sink import ElasticsearchSink
+from clickfan.streams.deadletter import DeadLetterQueue
+from clickfan.streams.pipeline import SinkPipeline
+from clickfan.streams.runtime import make_app, source_topic
 
-log = logging.getLogger("clickfan.worker.es")
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings, bootstrap_servers: str) -> tuple[faust.App, SinkPipeline]:

@@ -8,12 +8,12 @@ import logging
 import faust
 
 from clickfan.settings import Settings
-from sinks.hdfs_sink import HdfsSink
-from streams.deadletter import DeadLetterQueue
-from streams.pipeline import SinkPipeline
-from streams.runtime import make_app, source_topic
+from clickfan.sinks.hdfs_sink import HdfsSink
+from clickfan.streams.deadletter import DeadLetterQueue
+from clickfan.streams.pipeline import SinkPipeline
+from clickfan.streams.runtime import make_app, source_topic
 
-log = logging.getLogger("clickfan.worker.hdfs")
+log = logging.getLogger(__name__)
 
 # How often a roll's age is checked when no records arrive.
 _ROLL_CHECK_S = 1.0

@@ -23,9 +23,9 @@ from collections.abc import Sequence
 import faust
 from faust.types import TP, EventT
 
-from sinks.base import Aborted, Sink
-from streams.deadletter import DeadLetterQueue
-from streams.records import to_sink_records
+from clickfan.sinks.base import Aborted, Sink
+from clickfan.streams.deadletter import DeadLetterQueue
+from clickfan.streams.records import to_sink_records
 
 
 class SinkPipeline:

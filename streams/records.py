@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from faust.types import EventT
 
-from generators.schema import InvalidEvent, decode_event
-from sinks.base import Rejection, SinkRecord
+from clickfan.events import InvalidEvent, decode_event
+from clickfan.sinks.base import Rejection, SinkRecord
 
 
 def _headers(raw: object) -> tuple[tuple[str, bytes], ...]:

@@ -21,9 +21,9 @@ from confluent_kafka.admin import AdminClient
 
 from clickfan.errors import ClickfanError
 from clickfan.settings import Settings
-from streams.pipeline import SinkPipeline
+from clickfan.streams.pipeline import SinkPipeline
 
-log = logging.getLogger("clickfan.streams")
+log = logging.getLogger(__name__)
 
 
 def make_app(settings: Settings, group: str, bootstrap_servers: str) -> faust.App:

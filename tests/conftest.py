@@ -24,8 +24,8 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import NewTopic
 from rich.console import Console
 
+from clickfan.compose.native import stack as native_stack
 from clickfan.settings import Settings, load
-from compose.native import stack as native_stack
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from clickfan.compose.native.java import maven_binary
 from clickfan.errors import ClickfanError
 from clickfan.settings import Settings
-from compose.native.java import maven_binary
 
 POMS = Path(__file__).parent / "maven"
 

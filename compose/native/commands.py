@@ -8,8 +8,8 @@ import sys
 import click
 from rich.console import Console
 
+from clickfan.compose.native import stack, tools
 from clickfan.settings import load
-from compose.native import stack, tools
 
 err = Console(stderr=True)
 

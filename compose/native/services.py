@@ -20,10 +20,10 @@ from pathlib import Path
 
 import requests
 
+from clickfan.compose.native import artifacts
+from clickfan.compose.native.process import LaunchSpec
 from clickfan.errors import ClickfanError
 from clickfan.settings import Settings
-from compose.native import artifacts
-from compose.native.process import LaunchSpec
 
 # Hadoop 3.x on Java 17 needs these, as hadoop-env.sh adds them in the distribution.
 HADOOP_JAVA17_OPENS = [

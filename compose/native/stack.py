@@ -23,11 +23,9 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from clickfan.errors import ClickfanError
-from clickfan.settings import Settings
-from compose.native import artifacts, process
-from compose.native.java import check_java
-from compose.native.services import (
+from clickfan.compose.native import artifacts, process
+from clickfan.compose.native.java import check_java
+from clickfan.compose.native.services import (
     KafkaBroker,
     Probe,
     Service,
@@ -35,6 +33,8 @@ from compose.native.services import (
     core_services,
     extra_kafka_broker,
 )
+from clickfan.errors import ClickfanError
+from clickfan.settings import Settings
 
 POLL_S = 1.0
 
@@ -53,7 +53,7 @@ class ServiceStatus:
 
 def _quiet_logger() -> logging.Logger:
     # librdkafka reports every refused connection; during start-up that is noise
-    logger = logging.getLogger("clickfan.kafka-admin")
+    logger = logging.getLogger(f"{__name__}.admin")
     logger.addHandler(logging.NullHandler())
     logger.propagate = False
     return logger

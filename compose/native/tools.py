@@ -10,16 +10,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from clickfan.errors import ClickfanError
-from clickfan.settings import Settings
-from compose.native import artifacts
-from compose.native.java import check_java
-from compose.native.services import (
+from clickfan.compose.native import artifacts
+from clickfan.compose.native.java import check_java
+from clickfan.compose.native.services import (
     KAFKA_TOOLS_LOG4J2,
     hadoop_java_argv,
     kafka_classpath,
     write_hadoop_conf,
 )
+from clickfan.errors import ClickfanError
+from clickfan.settings import Settings
 
 # tool name (as bin/<name>.sh) -> main class, as the Kafka 4.x scripts run them
 KAFKA_TOOLS = {

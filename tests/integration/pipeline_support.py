@@ -24,9 +24,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from elasticsearch import Elasticsearch, helpers
 from hdfs import InsecureClient
 
+from clickfan.generators.producer import ClickProducer, ProduceSummary
 from clickfan.settings import Settings
-from generators.producer import ClickProducer, ProduceSummary
-from sinks.hdfs_layout import COMMITTED_DIR, TMP_DIR, ArchiveFile, bucket
+from clickfan.sinks.hdfs_layout import COMMITTED_DIR, TMP_DIR, ArchiveFile, bucket
 from tests.conftest import Names
 
 CLICKFAN = str(Path(sys.executable).with_name("clickfan"))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from clickfan.experiments.registry import available
 from clickfan.settings import Settings
-from experiments.registry import available
 from tests.support import clickfan
 
 QUICK = {

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from clickfan.experiments.kafka_tools import reset_offsets_dry_run
+from clickfan.experiments.offsets import GroupOffsets, parse_target
 from clickfan.settings import Settings
-from experiments.kafka_tools import reset_offsets_dry_run
-from experiments.offsets import GroupOffsets, parse_target
 from tests.support import clickfan, wait_for
 
 

@@ -28,10 +28,10 @@ import requests
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from clickfan.lagmon import config as lagconfig
+from clickfan.lagmon import httpserver
+from clickfan.lagmon.monitor import Monitor
 from clickfan.settings import Settings
-from lagmon import config as lagconfig
-from lagmon import httpserver
-from lagmon.monitor import Monitor
 from tests.support import CLICKFAN, clickfan, wait_for
 
 INTERVAL_S = 0.5

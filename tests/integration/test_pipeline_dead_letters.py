@@ -14,8 +14,8 @@ from pathlib import Path
 
 from confluent_kafka import Producer
 
+from clickfan.events import decode_event, encode_event
 from clickfan.settings import Settings
-from generators.schema import decode_event, encode_event
 from tests.conftest import Names
 from tests.integration import pipeline_support as ps
 

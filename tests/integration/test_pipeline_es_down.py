@@ -13,9 +13,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from clickfan.compose.native import stack as native_stack
+from clickfan.generators.producer import ProduceSummary
 from clickfan.settings import Settings
-from compose.native import stack as native_stack
-from generators.producer import ProduceSummary
 from tests.conftest import Names
 from tests.integration import pipeline_support as ps
 

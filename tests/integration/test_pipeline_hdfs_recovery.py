@@ -14,10 +14,10 @@ import posixpath
 from datetime import timedelta
 from pathlib import Path
 
+from clickfan.events import decode_event, encode_event
 from clickfan.settings import Settings
-from generators.schema import decode_event, encode_event
-from sinks.hdfs_layout import COMMITTED_DIR, TMP_DIR, Marker, Roll, bucket
-from sinks.hdfs_roll import PendingRoll
+from clickfan.sinks.hdfs_layout import COMMITTED_DIR, TMP_DIR, Marker, Roll, bucket
+from clickfan.sinks.hdfs_roll import PendingRoll
 from tests.conftest import Names
 from tests.integration import pipeline_support as ps
 

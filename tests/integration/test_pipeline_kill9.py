@@ -14,8 +14,8 @@ import threading
 import time
 from pathlib import Path
 
+from clickfan.generators.producer import ProduceSummary
 from clickfan.settings import Settings
-from generators.producer import ProduceSummary
 from tests.conftest import Names
 from tests.integration import pipeline_support as ps
 

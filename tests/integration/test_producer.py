@@ -9,10 +9,10 @@ import threading
 from collections import defaultdict
 from dataclasses import replace
 
+from clickfan.compose.native import stack as native_stack
+from clickfan.generators.partitioners import partition_for_key
+from clickfan.generators.producer import ClickProducer, Progress
 from clickfan.settings import Settings
-from compose.native import stack as native_stack
-from generators.partitioners import partition_for_key
-from generators.producer import ClickProducer, Progress
 from tests.support import clickfan, read_topic
 
 

@@ -11,8 +11,8 @@ import uuid
 import requests
 from hdfs import InsecureClient
 
+from clickfan.compose.native import stack as native_stack
 from clickfan.settings import Settings
-from compose.native import stack as native_stack
 from tests.support import clickfan, wait_for
 
 

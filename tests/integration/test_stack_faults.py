@@ -93,7 +93,7 @@ def test_old_java_is_explained(isolated: dict[str, str], tmp_path: Path) -> None
 def test_missing_maven_on_first_start_is_explained(
     isolated: dict[str, str], tmp_path: Path
 ) -> None:
-    from compose.native.java import java_home
+    from clickfan.compose.native.java import java_home
 
     env = {
         **isolated,

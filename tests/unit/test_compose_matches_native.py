@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from clickfan.compose.native.services import Elasticsearch, core_site, hdfs_site, kafka_brokers
 from clickfan.settings import Settings
-from compose.native.services import Elasticsearch, core_site, hdfs_site, kafka_brokers
 
 COMPOSE = Path(__file__).resolve().parents[2] / "compose" / "docker-compose.yml"
 PATH_SETTINGS = {

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from clickfan.errors import ClickfanError
-from experiments.kafka_tools import parse_get_offsets, parse_reset_offsets
-from experiments.offsets import Target, clamp, parse_target, plan_reset
+from clickfan.experiments.kafka_tools import parse_get_offsets, parse_reset_offsets
+from clickfan.experiments.offsets import Target, clamp, parse_target, plan_reset
 
 T = "clicks"
 PARTS = [(T, 0), (T, 1), (T, 2)]

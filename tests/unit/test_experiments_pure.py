@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from experiments.fanout import gaps_and_overlaps, offsets_covered
-from experiments.partitioner import percentile, runs
-from sinks.hdfs_layout import ArchiveFile
+from clickfan.experiments.fanout import gaps_and_overlaps, offsets_covered
+from clickfan.experiments.partitioner import percentile, runs
+from clickfan.sinks.hdfs_layout import ArchiveFile
 
 
 def test_runs_are_consecutive_records_on_one_partition() -> None:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from clickfan.experiments.framework import Context, Experiment, RunNames, run_experiment
+from clickfan.experiments.registry import available
 from clickfan.settings import Settings
-from experiments.framework import Context, Experiment, RunNames, run_experiment
-from experiments.registry import available
 
 
 class _Fake(Experiment):

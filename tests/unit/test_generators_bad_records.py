@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from generators.bad_records import BAD_KINDS, KAFKA_MAX_MESSAGE_BYTES, BadRecordMaker
-from generators.events import EventGenerator
-from generators.schema import InvalidEvent, decode_event, validate_event
+from clickfan.events import InvalidEvent, decode_event, validate_event
+from clickfan.generators.bad_records import BAD_KINDS, KAFKA_MAX_MESSAGE_BYTES, BadRecordMaker
+from clickfan.generators.events import EventGenerator
 
 MAX_BYTES = 65536
 OVERSIZED = 102400

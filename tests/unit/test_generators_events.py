@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from generators.events import EventGenerator, Pools, classify_user_agent
-from generators.schema import (
+from clickfan.events import (
     EVENT_TYPES,
     FIELD_NAMES,
     InvalidEvent,
@@ -20,6 +19,7 @@ from generators.schema import (
     encode_event,
     validate_event,
 )
+from clickfan.generators.events import EventGenerator, Pools, classify_user_agent
 
 START = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 TIME_FORMAT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")

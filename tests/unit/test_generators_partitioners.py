@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
-from generators.partitioners import VipPartitioner, murmur2, partition_for_key, to_positive
+from clickfan.generators.partitioners import VipPartitioner, murmur2, partition_for_key, to_positive
 
 # Apache Kafka, clients/src/test/java/org/apache/kafka/common/utils/UtilsTest.java,
 # testMurmur2: Utils.murmur2 of these bytes (Java signed ints).

@@ -19,12 +19,12 @@ from click.testing import CliRunner
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 
 from clickfan.errors import ClickfanError
+from clickfan.events import InvalidEvent, decode_event
+from clickfan.generators.bad_records import BAD_KIND_HEADER
+from clickfan.generators.commands import produce
+from clickfan.generators.partitioners import partition_for_key
+from clickfan.generators.producer import ClickProducer, Progress, StopSignal
 from clickfan.settings import Settings
-from generators.bad_records import BAD_KIND_HEADER
-from generators.commands import produce
-from generators.partitioners import partition_for_key
-from generators.producer import ClickProducer, Progress, StopSignal
-from generators.schema import InvalidEvent, decode_event
 
 
 class MockCluster:

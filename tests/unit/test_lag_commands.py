@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from clickfan.errors import ClickfanError
-from lagmon.commands import GroupRow, PartitionRow, lag, render
-from lagmon.protocol import Status
+from clickfan.lagmon.commands import GroupRow, PartitionRow, lag, render
+from clickfan.lagmon.protocol import Status
 from tests.support import clickfan
 
 STALLED = {

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from clickfan.errors import ClickfanError
+from clickfan.lagmon import config as lagconfig
 from clickfan.settings import Settings, load
-from lagmon import config as lagconfig
 
 
 def write(tmp_path: Path, text: str) -> Path:

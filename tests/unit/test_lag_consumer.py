@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from lagmon.consumer import CommitKey, CommitValue, decode_key, decode_value
+from clickfan.lagmon.consumer import CommitKey, CommitValue, decode_key, decode_value
 
 
 def string(text: str) -> bytes:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from lagmon.evaluator import (
+from clickfan.lagmon.evaluator import (
     evaluate_group,
     evaluate_partition,
     lag_always_above,
@@ -26,7 +26,7 @@ from lagmon.evaluator import (
     rewind_index,
     rewind_recovered,
 )
-from lagmon.protocol import ConsumerOffset, ConsumerPartition, Status
+from clickfan.lagmon.protocol import ConsumerOffset, ConsumerPartition, Status
 
 
 def window(*commits: tuple[int, int, int | None]) -> list[ConsumerOffset]:

@@ -14,11 +14,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from clickfan.lagmon import config as lagconfig
+from clickfan.lagmon.evaluator import Evaluator
+from clickfan.lagmon.httpserver import make_app
+from clickfan.lagmon.storage import Storage
 from clickfan.settings import Settings
-from lagmon import config as lagconfig
-from lagmon.evaluator import Evaluator
-from lagmon.httpserver import make_app
-from lagmon.storage import Storage
 
 NOW = 1_000_000
 

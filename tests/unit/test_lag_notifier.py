@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from lagmon.notifier import Notifier
-from lagmon.protocol import GroupStatus, Status
+from clickfan.lagmon.notifier import Notifier
+from clickfan.lagmon.protocol import GroupStatus, Status
 
 
 def group(name: str, status: Status) -> GroupStatus:
@@ -46,7 +46,7 @@ def test_changes_are_posted_and_logged(
 ) -> None:
     url, received = webhook
     notifier = Notifier(url)
-    with caplog.at_level(logging.WARNING, logger="lagmon.notifier"):
+    with caplog.at_level(logging.WARNING, logger="clickfan.lagmon.notifier"):
         assert notifier.observe("local", [group("a", Status.OK), group("b", Status.ERR)])
         assert notifier.observe("local", [group("a", Status.OK), group("b", Status.ERR)]) == []
         notifier.observe("local", [group("a", Status.WARN), group("b", Status.OK)])
@@ -71,7 +71,7 @@ def test_a_group_that_left_starts_afresh() -> None:
 
 def test_an_unreachable_webhook_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
     notifier = Notifier("http://127.0.0.1:9/nothing-listens-here", timeout_s=2)
-    with caplog.at_level(logging.WARNING, logger="lagmon.notifier"):
+    with caplog.at_level(logging.WARNING, logger="clickfan.lagmon.notifier"):
         notifier.observe("local", [group("a", Status.ERR)])
         notifier.close()
     assert "did not take the notice" in caplog.text

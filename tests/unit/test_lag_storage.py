@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lagmon.protocol import ConsumerOffset
-from lagmon.storage import Storage
+from clickfan.lagmon.protocol import ConsumerOffset
+from clickfan.lagmon.storage import Storage
 
 
 def storage(window: int = 3, min_distance_ms: int = 0) -> Storage:

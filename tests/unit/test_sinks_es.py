@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from generators.schema import FIELD_NAMES
-from sinks import es_bulk, es_index
-from sinks.base import SinkRecord
+from clickfan.events import FIELD_NAMES
+from clickfan.sinks import es_bulk, es_index
+from clickfan.sinks.base import SinkRecord
 
 
 def _record(offset: int, size: int = 10) -> SinkRecord:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sinks.hdfs_layout import ArchiveFile, Marker, Roll, bucket, plan_recovery
+from clickfan.sinks.hdfs_layout import ArchiveFile, Marker, Roll, bucket, plan_recovery
 
 TOPIC = "t1a2.click-logs"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sinks.hdfs_layout import ArchiveFile
-from sinks.hdfs_roll import PendingRoll
+from clickfan.sinks.hdfs_layout import ArchiveFile
+from clickfan.sinks.hdfs_roll import PendingRoll
 
 A, B = "dt=2026-01-01/hour=10", "dt=2026-01-01/hour=11"
 

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from sinks.base import Aborted
-from sinks.retry import Retry
+from clickfan.sinks.base import Aborted
+from clickfan.sinks.retry import Retry
 
 
 def _retry(logger: logging.Logger, log_interval_s: float = 60.0) -> Retry:

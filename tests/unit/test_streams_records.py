@@ -7,10 +7,10 @@ from typing import Any
 
 from faust.types import TP
 
-from generators.schema import encode_event
-from sinks.base import Rejection
-from streams import deadletter
-from streams.records import to_sink_records
+from clickfan.events import encode_event
+from clickfan.sinks.base import Rejection
+from clickfan.streams import deadletter
+from clickfan.streams.records import to_sink_records
 
 VALID = {
     "schema_version": 1,

@@ -1,6 +1,6 @@
 """How many click events per second one core generates (and encodes).
 
-    python -m generators.bench_generation [--events N] [--seed S]
+    python -m benchmarks.generation [--events N] [--seed S]
 
 Prints events/s for generation alone and for generation plus JSON encoding,
 which is what the producer pays per record before librdkafka takes over.
@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from generators.events import EventGenerator
-from generators.schema import encode_event
+from clickfan.events import encode_event
+from clickfan.generators.events import EventGenerator
 
 
 def main() -> None:

@@ -24,12 +24,12 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
+from clickfan.compose.native import stack
 from clickfan.errors import ClickfanError
+from clickfan.lagmon.cluster import KafkaCluster
+from clickfan.lagmon.commands import read_lag
+from clickfan.lagmon.config import ClusterConfig
 from clickfan.settings import Settings, load
-from compose.native import stack
-from lagmon.cluster import KafkaCluster
-from lagmon.commands import read_lag
-from lagmon.config import ClusterConfig
 
 CLICKFAN = str(Path(sys.executable).with_name("clickfan"))
 STOP_GRACE_S = 20.0
