@@ -20,7 +20,7 @@ from elasticsearch import AsyncElasticsearch
 from clickfan.settings import Settings
 from clickfan.sinks import es_bulk, es_index
 from clickfan.sinks.base import DeadLetterFn, Rejection, Sink, SinkRecord
-from clickfan.sinks.retry import Retry
+from clickfan.sinks.retry import Retry, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +54,11 @@ class ElasticsearchSink(Sink):
         self._retry = Retry(
             f"Elasticsearch at {settings.es_url}",
             log,
-            initial_s=settings.sink_retry_initial_s,
-            max_s=settings.sink_retry_max_s,
-            log_interval_s=settings.sink_log_interval_s,
+            RetryPolicy(
+                settings.sink_retry_initial_s,
+                settings.sink_retry_max_s,
+                settings.sink_log_interval_s,
+            ),
             is_transient=_transient,
         )
         self._buffer: list[SinkRecord] = []

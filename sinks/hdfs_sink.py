@@ -30,7 +30,7 @@ from clickfan.settings import Settings
 from clickfan.sinks.base import Sink, SinkRecord
 from clickfan.sinks.hdfs_layout import COMMITTED_DIR, TMP_DIR, Marker, Roll, bucket, plan_recovery
 from clickfan.sinks.hdfs_roll import PendingRoll
-from clickfan.sinks.retry import Retry
+from clickfan.sinks.retry import Retry, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,11 @@ class HdfsSink(Sink):
         self._retry = Retry(
             f"HDFS at {settings.webhdfs_url}",
             log,
-            initial_s=settings.sink_retry_initial_s,
-            max_s=settings.sink_retry_max_s,
-            log_interval_s=settings.sink_log_interval_s,
+            RetryPolicy(
+                settings.sink_retry_initial_s,
+                settings.sink_retry_max_s,
+                settings.sink_log_interval_s,
+            ),
             is_transient=_transient,
         )
         self._partitions: dict[int, _PartitionState] = {}

@@ -11,11 +11,21 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from clickfan.sinks.base import Aborted
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How every sink retries a system that is down: the same for all of them."""
+
+    initial_s: float  # first backoff
+    max_s: float  # backoff doubles up to this
+    log_interval_s: float  # at most one log line per interval while it lasts
 
 
 class Retry:
@@ -25,17 +35,14 @@ class Retry:
         self,
         what: str,
         logger: logging.Logger,
-        *,
-        initial_s: float,
-        max_s: float,
-        log_interval_s: float,
+        policy: RetryPolicy,
         is_transient: Callable[[BaseException], bool],
     ) -> None:
         self.what = what
         self._log = logger
-        self._initial_s = initial_s
-        self._max_s = max_s
-        self._log_interval_s = log_interval_s
+        self._initial_s = policy.initial_s
+        self._max_s = policy.max_s
+        self._log_interval_s = policy.log_interval_s
         self._is_transient = is_transient
         self._failing_since: float | None = None
         self._failures = 0

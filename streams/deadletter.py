@@ -30,7 +30,7 @@ from aiokafka.errors import KafkaError
 
 from clickfan.settings import Settings
 from clickfan.sinks.base import Rejection
-from clickfan.sinks.retry import Retry
+from clickfan.sinks.retry import Retry, RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,11 @@ class DeadLetterQueue:
         self._retry = Retry(
             f"dead-letter topic {topic}",
             log,
-            initial_s=settings.sink_retry_initial_s,
-            max_s=settings.sink_retry_max_s,
-            log_interval_s=settings.sink_log_interval_s,
+            RetryPolicy(
+                settings.sink_retry_initial_s,
+                settings.sink_retry_max_s,
+                settings.sink_log_interval_s,
+            ),
             is_transient=_transient,
         )
         self.sent = 0

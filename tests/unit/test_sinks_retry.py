@@ -8,16 +8,14 @@ import logging
 import pytest
 
 from clickfan.sinks.base import Aborted
-from clickfan.sinks.retry import Retry
+from clickfan.sinks.retry import Retry, RetryPolicy
 
 
 def _retry(logger: logging.Logger, log_interval_s: float = 60.0) -> Retry:
     return Retry(
         "thing",
         logger,
-        initial_s=0.001,
-        max_s=0.002,
-        log_interval_s=log_interval_s,
+        RetryPolicy(initial_s=0.001, max_s=0.002, log_interval_s=log_interval_s),
         is_transient=lambda exc: isinstance(exc, ConnectionError),
     )
 
