@@ -42,6 +42,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "pypi: downloads from PyPI on its first run (tests/unit/test_packaging.py: "
+        "docker-compose 1.29.2 and setuptools, then cached under .pytest_cache)",
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration/" in str(item.path).replace("\\", "/"):
