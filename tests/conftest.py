@@ -12,20 +12,18 @@ HDFS folder (`names`) instead of restarting services: six JVMs share two cores.
 from __future__ import annotations
 
 import contextlib
-import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic
 from rich.console import Console
 
 from clickfan.compose.native import stack as native_stack
 from clickfan.settings import Settings, load
+from tests.support import Names, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,6 +39,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--keep-stack",
         action="store_true",
         help="leave a stack that this run started running afterwards",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "pypi: downloads from PyPI on its first run (tests/unit/test_packaging.py: "
+        "docker-compose 1.29.2 and setuptools, then cached under .pytest_cache)",
     )
 
 
@@ -126,31 +132,9 @@ def _answers(settings: Settings) -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class Names:
-    """Names owned by one test, so tests never see each other's data."""
-
-    prefix: str
-    topic: str
-    dlq_topic: str
-    es_group: str
-    hdfs_group: str
-    index_prefix: str
-    hdfs_root: str
-
-
 @pytest.fixture
 def names(stack: Settings) -> Iterator[Names]:
-    prefix = f"t{uuid.uuid4().hex[:10]}"
-    test_names = Names(
-        prefix=prefix,
-        topic=f"{prefix}.click-logs",
-        dlq_topic=f"{prefix}.click-logs.dlq",
-        es_group=f"{prefix}.es-indexer",
-        hdfs_group=f"{prefix}.hdfs-archiver",
-        index_prefix=f"{prefix}-clicks",
-        hdfs_root=f"/tests/{prefix}",
-    )
+    test_names = Names.new()
     admin = native_stack.admin_client(stack.bootstrap_servers)
     topics = [
         NewTopic(
@@ -170,19 +154,17 @@ def names(stack: Settings) -> Iterator[Names]:
 
 def _wait_until_every_broker_knows(settings: Settings, topics: list[str]) -> None:
     """A created topic reaches each broker's metadata a moment later; clients ask any broker."""
-    deadline = time.monotonic() + 30
     for port in settings.kafka_ports:
         admin = native_stack.admin_client(f"{settings.host}:{port}")
-        while True:
+
+        def knows(admin: AdminClient = admin) -> bool:
             known = admin.list_topics(timeout=10).topics
-            if all(
+            return all(
                 t in known and all(p.leader >= 0 for p in known[t].partitions.values())
                 for t in topics
-            ):
-                break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"broker on {port} does not know {topics} after 30 s")
-            time.sleep(0.1)
+            )
+
+        wait_until(knows, timeout=30, what=f"broker on {port} to know {topics}", interval=0.1)
 
 
 def _remove_test_data(settings: Settings, test_names: Names) -> None:

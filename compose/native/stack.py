@@ -26,14 +26,8 @@ from rich.table import Table
 
 from clickfan.compose.native import artifacts, process
 from clickfan.compose.native.java import check_java
-from clickfan.compose.native.services import (
-    KafkaBroker,
-    Probe,
-    Service,
-    all_services,
-    core_services,
-    extra_kafka_broker,
-)
+from clickfan.compose.native.services import Probe, Service, all_services, core_services
+from clickfan.compose.native.services.kafka import KafkaBroker, extra_kafka_broker
 from clickfan.errors import ClickfanError
 from clickfan.settings import Settings
 

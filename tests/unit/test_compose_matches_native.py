@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clickfan.compose.native.services import Elasticsearch, core_site, hdfs_site, kafka_brokers
+from clickfan.compose.native.services.elasticsearch import Elasticsearch
+from clickfan.compose.native.services.hdfs import core_site, hdfs_site
+from clickfan.compose.native.services.kafka import kafka_brokers
 from clickfan.settings import Settings
 
 COMPOSE = Path(__file__).resolve().parents[2] / "compose" / "docker-compose.yml"
