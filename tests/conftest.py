@@ -22,6 +22,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from rich.console import Console
 
 from clickfan.compose.native import stack as native_stack
+from clickfan.compose.native.process import port_is_free
 from clickfan.settings import Settings, load
 from tests.support import Names, wait_until
 
@@ -91,6 +92,20 @@ def stack(request: pytest.FixtureRequest) -> Settings:
     mode = request.config.getoption("--stack")
     console = Console(stderr=True)
     if mode == "docker":
+        # a native service of this machine that holds its ports here (not in another
+        # network namespace)
+        running = [
+            s.name
+            for s in native_stack.status(settings)[0]
+            if s.pid is not None
+            and not all(port_is_free(settings.host, p) for p in s.ports.values())
+        ]
+        if running:
+            pytest.exit(
+                f"--stack=docker: the native stack runs on the same ports ({', '.join(running)});"
+                " stop it first with `clickfan down`",
+                3,
+            )
         services = request.getfixturevalue("docker_services")
         services.wait_until_responsive(check=lambda: _answers(settings), timeout=300.0, pause=2.0)
         native_stack.ensure_topics(settings, console)
