@@ -141,7 +141,7 @@ class PipelineView:
         for group in self.groups:
             lag = s.lag.get(group)
             shown = "-" if lag is None else f"lag {lag.lag:,}"
-            numbers.add_row(f"group {group}", shown, (lag and lag.note) or "")
+            numbers.add_row(f"group {group}", shown, lag.note or "" if lag else "")
         numbers.add_row(
             "Elasticsearch", _n(s.es_docs, "documents"), f"{self.settings.index_prefix}-*"
         )
@@ -170,12 +170,19 @@ class PipelineView:
         if self.previous and s.at > self.previous.at:
             rate = (s.produced - self.previous.produced) / (s.at - self.previous.at)
         self.previous = s
-        lags = "  ".join(f"lag {g} {s.lag.get(g, 0):,}" for g in self.groups)
+        lags = "  ".join(f"lag {g} {_lag(s.lag.get(g))}" for g in self.groups)
         return (
             f"produced {s.produced:,} ({rate:,.0f}/s)  {lags}  "
             f"es {_n(s.es_docs, 'docs')}  hdfs {_n(s.hdfs_files, 'files')}  "
             f"dead letters {s.dead_letters:,}"
         )
+
+
+def _lag(lag: TopicLag | None) -> str:
+    """A group's lag for the plain line: the number, and "(no commits yet)" if so."""
+    if lag is None:
+        return "-"
+    return f"{lag.lag:,}" + (f" ({lag.note})" if lag.note else "")
 
 
 def _n(value: int | None, unit: str) -> str:

@@ -52,3 +52,12 @@ def test_the_demo_says_no_commits_yet() -> None:
     assert "lag 120" in es and "no commits yet" in es
     hdfs = next(line for line in lines if f"group {settings.hdfs_group}" in line)
     assert "-" in hdfs and "no commits" not in hdfs
+
+
+def test_the_demos_plain_line_says_no_commits_yet() -> None:
+    settings = Settings()
+    view = PipelineView(settings)
+    sample = Sample(at=0.0, lag={settings.es_group: TopicLag(120, 6, 6)})
+    line = view.line(sample)
+    assert f"lag {settings.es_group} 120 (no commits yet)" in line
+    assert f"lag {settings.hdfs_group} -" in line
