@@ -19,8 +19,8 @@ from elasticsearch import Elasticsearch
 from clickfan.events import decode_event, encode_event
 from clickfan.generators.bad_records import BAD_KINDS
 from clickfan.settings import Settings
-from tests.conftest import Names
 from tests.integration import pipeline_support as ps
+from tests.support import Names
 
 EVENTS = 3_000
 BAD_FRACTION = 0.1
