@@ -99,4 +99,5 @@ def test_a_blocked_index_holds_offsets_and_nothing_is_dead_lettered(
         assert "open the index, lift the block" in log  # it says what to do
         assert "is back after" in log
     finally:
-        assert worker.stop() == 0, worker.tail()
+        code = worker.stop()
+    assert code == 0, worker.tail()  # a clean stop after all that
