@@ -33,6 +33,7 @@ from clickfan.settings import Settings, load
 
 CLICKFAN = str(Path(sys.executable).with_name("clickfan"))
 STOP_GRACE_S = 20.0
+PLAIN_INTERVAL_S = 5.0
 
 
 @dataclass
@@ -167,6 +168,19 @@ class PipelineView:
             subtitle="Ctrl-C stops the app processes",
         )
 
+    def line(self, s: Sample) -> str:
+        """The same numbers as one plain line, for logs that interleave (docker compose up)."""
+        rate = 0.0
+        if self.previous and s.at > self.previous.at:
+            rate = (s.produced - self.previous.produced) / (s.at - self.previous.at)
+        self.previous = s
+        lags = "  ".join(f"lag {g} {s.lag.get(g, 0):,}" for g in self.groups)
+        return (
+            f"produced {s.produced:,} ({rate:,.0f}/s)  {lags}  "
+            f"es {_n(s.es_docs, 'docs')}  hdfs {_n(s.hdfs_files, 'files')}  "
+            f"dead letters {s.dead_letters:,}"
+        )
+
 
 def _n(value: int | None, unit: str) -> str:
     return "-" if value is None else f"{value:,} {unit}"
@@ -191,6 +205,7 @@ def run(
     console: Console,
     duration_s: float | None = None,
     attach: bool = False,
+    plain: bool = False,
 ) -> None:
     """Run (or, with attach, only watch) the pipeline until Ctrl-C or duration_s."""
     apps = [] if attach else app_processes(settings, rate)
@@ -201,10 +216,17 @@ def run(
     try:
         for app in apps:
             app.start()
-        with Live(view.render(view.sample(), apps), console=console, refresh_per_second=2) as live:
+        if plain:
             while duration_s is None or time.monotonic() - began < duration_s:
-                time.sleep(1)
-                live.update(view.render(view.sample(), apps))
+                print(view.line(view.sample()), flush=True)
+                time.sleep(PLAIN_INTERVAL_S)
+        else:
+            with Live(
+                view.render(view.sample(), apps), console=console, refresh_per_second=2
+            ) as live:
+                while duration_s is None or time.monotonic() - began < duration_s:
+                    time.sleep(1)
+                    live.update(view.render(view.sample(), apps))
     except KeyboardInterrupt:
         pass
     finally:
@@ -236,6 +258,12 @@ def run(
     is_flag=True,
     help="Only show the view of a pipeline that runs elsewhere (e.g. in Docker).",
 )
-def demo(rate: float, duration: float | None, attach: bool) -> None:
+@click.option(
+    "--plain",
+    is_flag=True,
+    help="Plain status lines every 5 s instead of a redrawn panel (for logs that "
+    "interleave, e.g. under `docker compose up`).",
+)
+def demo(rate: float, duration: float | None, attach: bool, plain: bool) -> None:
     """The whole pipeline, live: stack, both workers, the producer, and a refreshing view."""
-    run(load(), rate, Console(), duration_s=duration, attach=attach)
+    run(load(), rate, Console(), duration_s=duration, attach=attach, plain=plain)
