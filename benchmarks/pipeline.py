@@ -34,6 +34,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -192,15 +193,26 @@ def drain(bench: Bench, events: int) -> dict[str, float]:
     return {name: events / seconds for name, seconds in done.items()}
 
 
-def steady(bench: Bench, rate: float, seconds: float) -> tuple[list[Probe], dict]:
-    """Produce at rate; probe the newest records several times a second."""
+def steady(
+    bench: Bench, rate: float, seconds: float, meter: Any = None
+) -> tuple[list[Probe], dict, int]:
+    """Produce at rate (`clickfan produce`, its own process); probe the newest records.
+
+    ``meter`` (benchmarks.suite.CpuMeter) gets the producer's process and is
+    sampled every second. Returns the probes, the lag series and the records sent.
+    """
     s = bench.settings
     probes: list[Probe] = []
     lags: dict[str, list[tuple[float, float]]] = {"es-indexer": [], "hdfs-archiver": []}
     stop = threading.Event()
-    producer = threading.Thread(
-        target=lambda: ClickProducer(replace(s, produce_rate=rate)).run(duration_s=seconds)
+    producer = subprocess.Popen(
+        [CLICKFAN, "produce", "--rate", str(rate), "--duration", str(seconds), "--json"],
+        env=bench.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
+    if meter is not None:
+        meter.add("producer", producer.pid)
     reader = Consumer(
         {
             "bootstrap.servers": s.bootstrap_servers,
@@ -253,21 +265,26 @@ def steady(bench: Bench, rate: float, seconds: float) -> tuple[list[Probe], dict
 
     def watch_lag() -> None:
         while not stop.is_set():
+            if meter is not None:
+                meter.sample()
             t = time.monotonic() - began
             lags["es-indexer"].append((t, bench.lag(s.es_group)))
             lags["hdfs-archiver"].append((t, bench.lag(s.hdfs_group)))
             time.sleep(1)
 
     threads = [threading.Thread(target=f) for f in (pick, check, watch_lag)]
-    producer.start()
     for thread in threads:
         thread.start()
-    producer.join()
+    out, _ = producer.communicate()
     stop.set()
     for thread in threads:
         thread.join()
     reader.close()
-    return probes, lags
+    try:
+        sent = int(json.loads(out)["acknowledged"])
+    except (ValueError, KeyError):
+        sys.exit(f"clickfan produce failed (exit {producer.returncode}): {out[-500:]!r}")
+    return probes, lags, sent
 
 
 def plot(probes: list[Probe], lags: dict, out: Path, rate: float) -> None:
@@ -309,7 +326,7 @@ def main() -> None:
     try:
         throughput = drain(bench, args.drain_events)
         print(f"steady: {args.rate:,.0f} events/s for {args.seconds:.0f} s")
-        probes, lags = steady(bench, args.rate, args.seconds)
+        probes, lags, _ = steady(bench, args.rate, args.seconds)
     finally:
         bench.cleanup()
 

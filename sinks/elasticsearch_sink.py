@@ -23,7 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import elasticsearch
+import orjson
 from elasticsearch import AsyncElasticsearch
+from elasticsearch.serializer import NdjsonSerializer
 
 from clickfan.sinks import es_bulk, es_index
 from clickfan.sinks.base import DeadLetterFn, Rejection, Sink, SinkRecord
@@ -42,6 +44,21 @@ class ElasticsearchConfig:
     request_timeout_s: float  # one HTTP call
     index_shards: int
     index_replicas: int
+
+
+class _OrjsonNdjsonSerializer(NdjsonSerializer):
+    """The client's bulk body writer with orjson (several times faster than json.dumps).
+
+    Only valid events reach a bulk body: no NaN, no integer beyond 64 bits, no
+    lone surrogate, which are where orjson and json.dumps differ.
+    """
+
+    def json_dumps(self, data: object) -> bytes:
+        return orjson.dumps(data, default=self.default)
+
+
+# How the client writes a bulk request's body (one JSON document per line).
+BULK_SERIALIZER = _OrjsonNdjsonSerializer()
 
 
 class ItemsToRetry(Exception):
@@ -73,6 +90,7 @@ class ElasticsearchSink(Sink):
             # retries are ours (with backoff and without limit), not the client's
             max_retries=0,
             retry_on_timeout=False,
+            serializers={BULK_SERIALIZER.mimetype: BULK_SERIALIZER},
         )
         self._retry = Retry(f"Elasticsearch at {config.url}", log, retry, is_transient=_transient)
         self._buffer: list[SinkRecord] = []
