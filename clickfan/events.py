@@ -156,10 +156,15 @@ def _is_timestamp(value: str) -> bool:
     return _utc(value) is not None
 
 
-# Pages, referrers and addresses repeat across events; the checks are pure, so
-# their answers are kept (a bounded cache: hostile values cannot grow it).
-@functools.lru_cache(maxsize=1024)
+# A dotted quad that ipaddress certainly accepts (no leading zeros); anything
+# else, IPv6 included, is left to ipaddress.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
 def _is_ip(value: str) -> bool:
+    if _IPV4.fullmatch(value) is not None:
+        return True
     try:
         ipaddress.ip_address(value)
     except ValueError:
@@ -167,6 +172,8 @@ def _is_ip(value: str) -> bool:
     return True
 
 
+# Pages and referrers repeat across events and the check is pure, so its answers
+# are kept (a bounded cache: hostile values cannot grow it).
 @functools.lru_cache(maxsize=1024)
 def _is_url(value: str) -> bool:
     try:
@@ -458,7 +465,7 @@ def decode_event(payload: bytes | None, max_bytes: int) -> dict[str, Any]:
 
 
 def _decode_canonical(payload: bytes) -> dict[str, Any] | None:
-    """The fast path: a valid event in exactly the form encode_event writes, else None.
+    """The fast path: a flat valid event in exactly the form encode_event writes, else None.
 
     orjson keeps the last of duplicate keys and reads integers beyond 64 bits
     as floats, so its result counts only when encoding it gives back the very
@@ -471,17 +478,18 @@ def _decode_canonical(payload: bytes) -> dict[str, Any] | None:
         obj = orjson.loads(payload)
     except orjson.JSONDecodeError:
         return None
-    if type(obj) is not dict or encode_event(obj) != payload:
+    if type(obj) is not dict:
         return None
-    if all(type(v) in _ORJSON_SAME for v in obj.values()):
-        # flat, and orjson refused lone surrogates already: of the interoperability
-        # checks only the integers' range is left
-        if any(type(v) is int and not INT_MIN <= v <= INT_MAX for v in obj.values()):
-            return None
-        found = _field_problems(obj)
-    else:
-        found = _problems(obj)
-    return obj if found is None else None
+    kinds = set(map(type, obj.values()))
+    if not kinds <= _ORJSON_SAME:
+        return None  # nested, or a float: the strict parser judges it
+    if int in kinds and not all(INT_MIN <= v <= INT_MAX for v in obj.values() if type(v) is int):
+        return None
+    # flat, and orjson refused lone surrogates, NaN and 1e400 already: the fields are
+    # what is left to judge
+    if orjson.dumps(obj) != payload or _field_problems(obj) is not None:
+        return None
+    return obj
 
 
 # Values orjson writes exactly as json.dumps(ensure_ascii=False, separators=(",", ":"))
@@ -493,7 +501,7 @@ _ORJSON_SAME = frozenset({str, int, bool, type(None)})
 def encode_event(event: dict[str, Any]) -> bytes:
     """The wire form, and the HDFS line: compact UTF-8 JSON on one line (city names
     are not ASCII everywhere; control characters are escaped, so no raw newline)."""
-    if all(type(v) in _ORJSON_SAME for v in event.values()):
+    if _ORJSON_SAME.issuperset(map(type, event.values())):
         try:
             return orjson.dumps(event)  # the same bytes, about ten times faster
         except TypeError:

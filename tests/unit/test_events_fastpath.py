@@ -7,6 +7,7 @@ event, or the same reason and problems, with or without its fast path.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any
 
@@ -124,3 +125,17 @@ def test_a_canonical_event_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) 
     duplicated = payload[:-1] + b',"city":"x"}'
     assert events._decode_canonical(duplicated) is None
     assert _outcome(duplicated)[0] == "not_interoperable"
+
+
+IPS = ["0.0.0.0", "255.255.255.255", "256.1.1.1", "01.2.3.4", "1.2.3.04", "1.2.3", "1.2.3.4.5",
+       "1.2.3.4\n", " 1.2.3.4", "::1", "１.2.3.4", "10.0.0.1", "fe80::1%eth0", ""]  # fmt: skip
+
+
+@pytest.mark.parametrize("value", IPS)
+def test_the_quick_ipv4_check_agrees_with_ipaddress(value: str) -> None:
+    try:
+        ipaddress.ip_address(value)
+        expected = True
+    except ValueError:
+        expected = False
+    assert events._is_ip(value) is expected
