@@ -34,6 +34,8 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -72,6 +74,7 @@ NULLABLE = frozenset({"referrer", "element"})
 # Kafka's default largest record is about 1 MB; the "1 MB string" stays below it.
 KAFKA_MAX_MESSAGE_BYTES = 1_000_000
 _BIG_STRING = 990_000
+HEAVY_CASES = frozenset({"user_agent:1mb"})  # left out of the soak's random mix
 # A seed of its own, so hostile events never share ids with the producer's.
 _EVENT_SEED_OFFSET = 900_001
 
@@ -87,7 +90,7 @@ class Hostile:
     why: str
     headers: tuple[tuple[bytes, bytes | None], ...] = ()
     event_id: str | None = None  # of a valid record: the document id in Elasticsearch
-    heavy: bool = False  # large (about 1 MB): left out of the soak's random mix
+    heavy: bool = False  # large (about 1 MB): one of HEAVY_CASES
 
     @property
     def raw_header_names(self) -> bool:
@@ -604,11 +607,23 @@ class HostileMutator:
     """
 
     def __init__(
-        self, seed: int, start_time: datetime | None = None, max_event_bytes: int = 65536
+        self,
+        seed: int,
+        start_time: datetime | None = None,
+        max_event_bytes: int = 65536,
+        exclude: Sequence[str] = (),
     ) -> None:
+        """``exclude``: corpus cases left out of the mix, by name or name prefix."""
         self._m = _Maker(seed, start_time or datetime.now(UTC), max_event_bytes)
         self._rng = random.Random(f"mutator-{seed}")
-        self._cases = [name for name in CASES if name not in ("user_agent:1mb",)]
+        unknown = [e for e in exclude if not any(name.startswith(e) for name in CASES)]
+        if unknown:
+            raise ValueError(f"no hostile case is named {', '.join(unknown)}")
+        self._cases = [
+            name
+            for name in CASES
+            if not any(name.startswith(e) for e in exclude) and name not in HEAVY_CASES
+        ]
         self._kinds: tuple[Callable[[], Hostile], ...] = (
             self._corpus,
             self._corpus,
@@ -728,63 +743,93 @@ class Placed:
     offset: int
 
 
-def send(bootstrap: str, topic: str, records: Sequence[Hostile]) -> list[Placed]:
-    """Produce each record byte for byte (acks=all); ClickfanError if any is not acknowledged.
+class HostileSender:
+    """Produce hostile records byte for byte (acks=all); remember where each one landed.
 
     librdkafka can only send UTF-8 header names (it writes ``str(name)`` for
-    bytes), so records with other header names go through :func:`_send_raw`.
+    bytes), so a record with another header name goes in a produce request of
+    its own, its batch written by aiokafka's pure-Python builder (synchronous).
+    Delivery reports arrive in :meth:`poll` and :meth:`flush`, on the caller's thread.
     """
-    plain = [r for r in records if not r.raw_header_names]
-    raw = [r for r in records if r.raw_header_names]
-    placed = _send_plain(bootstrap, topic, plain)
-    if raw:
-        placed += asyncio.run(_send_raw(bootstrap, topic, raw))
-    return placed
 
+    _RAW_ATTEMPTS = 5
 
-def _send_plain(bootstrap: str, topic: str, records: Sequence[Hostile]) -> list[Placed]:
-    from confluent_kafka import Producer
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        from confluent_kafka import Producer
 
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "acks": "all",
-            "enable.idempotence": True,
-            "compression.type": "none",
-            "linger.ms": 5,
-            "allow.auto.create.topics": False,
-        }
-    )
-    placed: list[Placed] = []
-    failed: list[str] = []
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self.placed: list[Placed] = []
+        self.failed: list[tuple[Hostile, str]] = []
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "acks": "all",
+                "enable.idempotence": True,
+                "compression.type": "none",
+                "linger.ms": 5,
+                "allow.auto.create.topics": False,
+            }
+        )
 
-    def delivered(record: Hostile, err: Any, msg: Any) -> None:
-        if err is not None:
-            failed.append(f"{record.name}: {err.str()}")
-        else:
-            placed.append(Placed(record, msg.partition(), msg.offset()))
-
-    for r in records:
-        headers = [(name.decode("utf-8"), value) for name, value in r.headers] or None
+    def produce(self, record: Hostile) -> None:
+        if record.raw_header_names:
+            self._produce_raw(record)
+            return
+        headers = [(name.decode("utf-8"), value) for name, value in record.headers] or None
         while True:
             try:
-                producer.produce(
-                    topic,
-                    value=r.value,
-                    key=r.key,
+                self._producer.produce(
+                    self.topic,
+                    value=record.value,
+                    key=record.key,
                     headers=headers,
-                    on_delivery=lambda err, msg, r=r: delivered(r, err, msg),
+                    on_delivery=lambda err, msg, r=record: self._delivered(r, err, msg),
                 )
-                break
+                return
             except BufferError:
-                producer.poll(0.1)
-        producer.poll(0)
-    left = producer.flush(120)
-    if failed or left:
+                self._producer.poll(0.1)
+
+    def _delivered(self, record: Hostile, err: Any, msg: Any) -> None:
+        if err is not None:
+            self.failed.append((record, err.str()))
+        else:
+            self.placed.append(Placed(record, msg.partition(), msg.offset()))
+
+    def poll(self, timeout_s: float = 0) -> None:
+        self._producer.poll(timeout_s)
+
+    def flush(self, timeout_s: float = 120) -> int:
+        """Wait for every delivery report; how many are still outstanding."""
+        return self._producer.flush(timeout_s)
+
+    def _produce_raw(self, record: Hostile) -> None:
+        problem = ""
+        for attempt in range(self._RAW_ATTEMPTS):
+            try:
+                placed = asyncio.run(_send_raw(self.bootstrap, self.topic, record, attempt))
+            except Exception as exc:  # a broker away, a leader moving: try again shortly
+                problem = f"{type(exc).__name__}: {exc}"
+                time.sleep(1.0)
+                continue
+            self.placed.append(placed)
+            return
+        self.failed.append((record, problem))
+
+
+def send(bootstrap: str, topic: str, records: Sequence[Hostile]) -> list[Placed]:
+    """Produce ``records``; ClickfanError unless every one is acknowledged."""
+    sender = HostileSender(bootstrap, topic)
+    for r in records:
+        sender.produce(r)
+        sender.poll(0)
+    left = sender.flush(120)
+    if sender.failed or left:
         raise ClickfanError(
-            f"hostile records not acknowledged on {topic}: {failed[:5]} ({left} pending)"
+            f"hostile records not acknowledged on {topic}: "
+            f"{[f'{r.name}: {why}' for r, why in sender.failed][:5]} ({left} pending)"
         )
-    return placed
+    return sender.placed
 
 
 class _RawName(str):
@@ -802,8 +847,8 @@ class _RawName(str):
         return self.raw
 
 
-async def _send_raw(bootstrap: str, topic: str, records: Sequence[Hostile]) -> list[Placed]:
-    """One produce request per record, its batch written by aiokafka's pure-Python builder."""
+async def _send_raw(bootstrap: str, topic: str, record: Hostile, spread: int) -> Placed:
+    """One produce request (acks=all) holding ``record``; partition chosen by ``spread``."""
     from aiokafka.client import AIOKafkaClient
     from aiokafka.protocol.produce import ProduceRequest
     from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
@@ -811,35 +856,34 @@ async def _send_raw(bootstrap: str, topic: str, records: Sequence[Hostile]) -> l
 
     client = AIOKafkaClient(bootstrap_servers=bootstrap.split(","))
     await client.bootstrap()
-    placed: list[Placed] = []
     try:
         await client._wait_on_metadata(topic)
         partitions = sorted(client.cluster.partitions_for_topic(topic) or [])
-        for i, r in enumerate(records):
-            partition = partitions[i % len(partitions)]
-            builder = _DefaultRecordBatchBuilderPy(
-                magic=2,
-                compression_type=0,
-                is_transactional=0,
-                producer_id=-1,
-                producer_epoch=-1,
-                base_sequence=-1,
-                batch_size=KAFKA_MAX_MESSAGE_BYTES,
-            )
-            headers = [(_RawName(name), value) for name, value in r.headers]
-            builder.append(0, timestamp=None, key=r.key, value=r.value, headers=headers)
-            request = ProduceRequest(
-                transactional_id=None,
-                required_acks=-1,
-                timeout=30_000,
-                topics=[(topic, [(partition, bytes(builder.build()))])],
-            )
-            leader = client.cluster.leader_for_partition(TopicPartition(topic, partition))
-            response = await client.send(leader, request)
-            _, error_code, offset, *_ = response.topics[0][1][0]
-            if error_code != 0:
-                raise ClickfanError(f"hostile record {r.name} refused: error code {error_code}")
-            placed.append(Placed(r, partition, offset))
+        partition = partitions[(zlib.crc32(record.value or b"") + spread) % len(partitions)]
+        builder = _DefaultRecordBatchBuilderPy(
+            magic=2,
+            compression_type=0,
+            is_transactional=0,
+            producer_id=-1,
+            producer_epoch=-1,
+            base_sequence=-1,
+            batch_size=KAFKA_MAX_MESSAGE_BYTES,
+        )
+        headers = [(_RawName(name), value) for name, value in record.headers]
+        builder.append(0, timestamp=None, key=record.key, value=record.value, headers=headers)
+        request = ProduceRequest(
+            transactional_id=None,
+            required_acks=-1,
+            timeout=30_000,
+            topics=[(topic, [(partition, bytes(builder.build()))])],
+        )
+        leader = client.cluster.leader_for_partition(TopicPartition(topic, partition))
+        if leader is None or leader < 0:
+            raise ClickfanError(f"no leader for {topic}-{partition}")
+        response = await client.send(leader, request)
+        _, error_code, offset, *_ = response.topics[0][1][0]
+        if error_code != 0:
+            raise ClickfanError(f"{record.name} refused by the broker: error code {error_code}")
+        return Placed(record, partition, offset)
     finally:
         await client.close()
-    return placed
