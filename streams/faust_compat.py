@@ -1,0 +1,71 @@
+"""Every use of faust-streaming's private API, in one place, for the one version it was read from.
+
+The workers need two things Faust has no public API for:
+
+- committing exactly the offsets a sink made durable, in the member's current
+  generation and without Faust's ack bookkeeping: ``Consumer._commit``;
+- a Worker that hands Ctrl-C and SIGTERM to us (flush first, then stop) and
+  draws no spinner: ``faust.Worker._on_sigint``, ``_on_sigterm``,
+  ``_schedule_shutdown`` and ``spinner``.
+
+Private calls can change meaning in any release without notice, and the
+offset commit is what "no loss, no duplicates" rests on. So a worker refuses
+to start (exit 2) on any other faust-streaming version than the one these
+calls were read from and the kill -9 tests passed with, rather than warn and
+run with guarantees nobody checked. To move to a new version: read these
+calls in its source, change PINNED here and the pin in pyproject.toml, and
+run the pipeline's integration tests (exact, kill -9, Elasticsearch down).
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Mapping
+from importlib import metadata
+
+import faust
+from faust.types import TP
+
+from clickfan.errors import ClickfanError
+
+PINNED = "0.15.3"
+
+
+def check_version() -> None:
+    """Exit 2 with what to do when the installed faust-streaming is not PINNED."""
+    try:
+        found = metadata.version("faust-streaming")
+    except metadata.PackageNotFoundError:
+        found = "none"
+    if found != PINNED:
+        raise ClickfanError(
+            f"the workers need faust-streaming {PINNED} (they rely on its private offset "
+            f"commit and signal handling), but {found} is installed: run "
+            f"`pip install faust-streaming=={PINNED}`",
+            exit_code=2,
+        )
+
+
+async def commit(app: faust.App, offsets: Mapping[TP, int]) -> bool:
+    """Commit ``offsets`` as they are; False when the group refused (e.g. rebalancing)."""
+    # The consumer's own commit call: the member's generation, no ack bookkeeping.
+    return bool(await app.consumer._commit(offsets))
+
+
+class Worker(faust.Worker):
+    """faust.Worker with clickfan's logging, no spinner, and stop signals handed to us."""
+
+    def __init__(self, app: faust.App, on_stop_signal: Callable[[signal.Signals], None]) -> None:
+        super().__init__(app, quiet=True, redirect_stdouts=False, override_logging=False)
+        self.spinner = None  # Faust's startup spinner writes terminal codes to stdout
+        self._on_stop_signal = on_stop_signal
+
+    def _on_sigint(self) -> None:
+        self._on_stop_signal(signal.SIGINT)
+
+    def _on_sigterm(self) -> None:
+        self._on_stop_signal(signal.SIGTERM)
+
+    def shut_down(self, sig: signal.Signals) -> None:
+        """Stop the app and the event loop, as Faust does on a signal (only the first call)."""
+        self._schedule_shutdown(sig)
