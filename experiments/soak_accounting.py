@@ -88,7 +88,10 @@ class Accounting:
 
     @property
     def hostile_misplaced(self) -> int:
-        return sum(g.missing + g.more_than_once + g.valid_dead_lettered for g in self.dlq.values())
+        return sum(
+            g.missing + g.more_than_once + g.valid_dead_lettered + g.without_reason
+            for g in self.dlq.values()
+        )
 
     @property
     def ok(self) -> bool:

@@ -16,6 +16,7 @@ Every problem found is listed by the corpus case's name, not just the first.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -70,6 +71,14 @@ def _dead_letters(settings: Settings, topic: str) -> list[DeadLetter]:
     finally:
         consumer.close()
     return letters
+
+
+def _event_id(value: bytes | None) -> str | None:
+    try:
+        obj = json.loads(value or b"")
+    except (ValueError, RecursionError):
+        return None
+    return obj.get("event_id") if isinstance(obj, dict) else None
 
 
 def _lag_report(stack: Settings, names: Names, workers: list[ps.WorkerProcess]) -> str:
@@ -140,6 +149,14 @@ def _account(
         else:
             invalid[coord] = p.record.name
     valid_coords = set(where.values())
+    # the event ids inside invalid records, to name them when a sink holds one
+    stray_names = {
+        eid: p.record.name
+        for p in placed
+        if p.record.expected == hostile.INVALID
+        for eid in [_event_id(p.record.value)]
+        if eid is not None
+    }
     problems: list[str] = []
 
     def names_of(coords: object) -> list[str]:
@@ -155,7 +172,8 @@ def _account(
     extra = set(ids) - set(where)
     if extra:
         problems.append(
-            f"ES: {len(extra)} documents that are not valid records: {sorted(extra)[:10]}"
+            f"ES: {len(extra)} documents of invalid records: "
+            f"{sorted(stray_names.get(i, i) for i in extra)[:10]}"
         )
     twice = [i for i, n in ids.items() if n > 1]
     if twice:
@@ -168,11 +186,14 @@ def _account(
         for event in f.events:
             coord = where.get(event.get("event_id"))
             if coord is None or coord[0] != f.name.partition:
-                strangers.append(f"{f.path}: {str(event)[:80]}")
+                eid = event.get("event_id")
+                strangers.append(stray_names.get(eid, f"{f.path}: {str(event)[:80]}"))
                 continue
             archived[coord] += 1
     if strangers:
-        problems.append(f"HDFS: {len(strangers)} lines that are not valid records: {strangers[:5]}")
+        problems.append(
+            f"HDFS: {len(strangers)} lines of invalid records: {sorted(strangers)[:10]}"
+        )
     if valid_coords - set(archived):
         problems.append(f"HDFS: valid missing: {names_of(valid_coords - set(archived))[:20]}")
     again = [c for c, n in archived.items() if n > 1]
