@@ -83,8 +83,13 @@ def _event_id(value: bytes | None) -> str | None:
 
 def _lag_report(stack: Settings, names: Names, workers: list[ps.WorkerProcess]) -> str:
     lags = {g: ps.lag(stack, g, names.topic) for g in (names.es_group, names.hdfs_group)}
-    alive = {w.log_path.stem: w.running for w in workers}
-    return f"lag per group {lags}; processes alive {alive}\n{ps.logs(workers)}"
+    state = {
+        w.log_path.stem: "running"
+        if w.running
+        else f"exited {w.proc.returncode if w.proc else '-'}"
+        for w in workers
+    }
+    return f"lag per group {lags}; worker processes {state}\n{ps.logs(workers)}"
 
 
 def test_hostile_records_reach_a_sink_or_the_dlq_once_and_stop_nothing(
