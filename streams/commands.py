@@ -49,7 +49,7 @@ def _start(kind: str, settings: Settings, bootstrap_servers: str | None) -> None
 
     faust_compat.check_version()
     bootstrap = bootstrap_servers or settings.bootstrap_servers
-    runtime.setup_logging(settings.worker_loglevel)
+    runtime.setup_logging(settings.worker_loglevel, settings.sink_log_interval_s)
     runtime.check_topics(bootstrap, settings.topic, settings.dlq_topic)
     module = es_indexer if kind == "es" else hdfs_archiver
     module.create_worker(settings, bootstrap).run()

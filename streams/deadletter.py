@@ -138,15 +138,14 @@ class DeadLetterQueue:
         if not pending:
             return
         try:
-            await self._retry.call(
-                attempt, f"dead-lettering {len(pending)} records to {self.topic_name}", self._abort
-            )
+            await self._retry.call(attempt, f"dead-lettering {len(pending)} records", self._abort)
         except Exception as exc:
             error = kafka_error(exc)
             if error is None:
                 raise  # not Kafka's answer (Aborted, or a bug): as it is
+            what = getattr(error, "description", "") or str(error)
             raise DeadLetterUnwritable(
-                f"cannot write to the dead-letter topic {self.topic_name}: {error} "
-                f"({type(error).__name__}, not retriable); the records it was for stay "
-                "uncommitted: fix the topic, then start the worker again"
+                f"cannot write to the dead-letter topic {self.topic_name}: "
+                f"{type(error).__name__}, not retriable ({what}); the records it was for "
+                "stay uncommitted: fix the topic, then start the worker again"
             ) from exc

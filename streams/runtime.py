@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import NoReturn, ParamSpec
 
@@ -99,7 +100,24 @@ def check_topics(bootstrap_servers: str, *topics: str) -> None:
         )
 
 
-def setup_logging(level: str) -> None:
+class _OncePerInterval(logging.Filter):
+    """Passes each distinct message at most once per interval."""
+
+    def __init__(self, interval_s: float) -> None:
+        super().__init__()
+        self._interval_s = interval_s
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        message = record.getMessage()
+        if now - self._last.get(message, -self._interval_s) < self._interval_s:
+            return False
+        self._last[message] = now
+        return True
+
+
+def setup_logging(level: str, repeat_interval_s: float) -> None:
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -110,6 +128,10 @@ def setup_logging(level: str) -> None:
         # clients every request
         for name in ("faust", "mode", "aiokafka", "elastic_transport", "hdfs"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # aiokafka logs an ERROR on every metadata refresh (10 a second) while a topic
+        # it sends to is missing; the dead-letter queue's own line says it once per
+        # interval already
+        logging.getLogger("aiokafka.cluster").addFilter(_OncePerInterval(repeat_interval_s))
 
 
 class Worker:
@@ -125,6 +147,7 @@ class Worker:
         self._stop_timeout_s = stop_timeout_s
         self._draining = False
         self._faust: faust_compat.Worker | None = None
+        self.exit_deadline: threading.Timer | None = None  # set by fail()
 
     def guard(self, where: str, fn: Callable[P, Awaitable[None]]) -> Callable[P, Awaitable[None]]:
         """``fn`` whose unexpected errors stop the process (exit 1) instead of dying alone."""
@@ -155,9 +178,11 @@ class Worker:
             exc_info=trace,
         )
         self.pipeline.stop_now()
-        deadline = threading.Timer(self._stop_timeout_s + _EXIT_GRACE_S, os._exit, args=(1,))
-        deadline.daemon = True
-        deadline.start()
+        self.exit_deadline = threading.Timer(
+            self._stop_timeout_s + _EXIT_GRACE_S, os._exit, args=(1,)
+        )
+        self.exit_deadline.daemon = True
+        self.exit_deadline.start()
         if self._faust is not None:
             self._faust.shut_down(signal.SIGTERM)
 
@@ -195,11 +220,9 @@ class Worker:
         except SystemExit:
             if self.failure is None:
                 raise
-        raise ClickfanError(
-            f"worker of group {self.group} stopped after an error: "
-            f"{type(self.failure).__name__}: {self.failure}",
-            exit_code=1,
-        )
+        failure = self.failure
+        why = str(failure) if isinstance(failure, ClickfanError) else repr(failure)
+        raise ClickfanError(f"worker of group {self.group} stopped: {why}", exit_code=1)
 
 
 def build(

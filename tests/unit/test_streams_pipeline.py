@@ -221,9 +221,7 @@ def test_stats_line_shows_the_dropped_count(caplog: pytest.LogCaptureFixture) ->
         h = Harness()
         await h.assign(0)
         h.app.consumer_generation_id = 2
-        await h.pipeline.process(
-            [event(0, 0, generation=1), event(0, 1, value=b"{", generation=2)]
-        )
+        await h.pipeline.process([event(0, 0, generation=1), event(0, 1, value=b"{", generation=2)])
         with caplog.at_level(logging.INFO, logger="test.pipeline"):
             h.pipeline.log_stats()
         line = caplog.records[-1].getMessage()

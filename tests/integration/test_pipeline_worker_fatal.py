@@ -1,0 +1,80 @@
+"""A worker whose agent meets an error it cannot handle exits non-zero; a restart catches up.
+
+The fault is real, not a test hook: the dead-letter topic's max.message.bytes
+is lowered below the size of any record batch, so the broker refuses every
+dead letter with MESSAGE_TOO_LARGE, which Kafka does not flag retriable. The
+first invalid record then raises out of the agent. The worker must not skip
+that record or sit alive doing nothing: it logs why (naming the topic and the
+error), exits non-zero, and has committed nothing past the record. Once the
+topic takes records again, a restarted worker reads from its last commit and
+every valid event is in Elasticsearch and every invalid one in the DLQ.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+from clickfan.compose.native import stack as native_stack
+from clickfan.settings import Settings
+from tests.conftest import Names
+from tests.integration import pipeline_support as ps
+
+EVENTS = 2_000
+
+
+def _set_max_message_bytes(settings: Settings, topic: str, value: str | None) -> None:
+    """Set the topic's max.message.bytes, or back to the broker's default (None)."""
+    entry = ConfigEntry(
+        "max.message.bytes",
+        value,
+        incremental_operation=AlterConfigOpType.SET if value else AlterConfigOpType.DELETE,
+    )
+    resource = ConfigResource("topic", topic, incremental_configs=[entry])
+    admin = native_stack.admin_client(settings.bootstrap_servers)
+    admin.incremental_alter_configs([resource])[resource].result(timeout=30)
+
+
+def test_agent_error_exits_non_zero_and_a_restart_catches_up(
+    stack: Settings, names: Names, tmp_path: Path
+) -> None:
+    _set_max_message_bytes(stack, names.dlq_topic, "64")  # smaller than any record batch
+    worker = ps.WorkerProcess("es", ps.worker_env(stack, names), tmp_path, "es-1")
+    try:
+        worker.start()
+        summary = ps.produce(stack, names, EVENTS, bad_fraction=0.02)
+        bad = [(d.partition, d.offset) for d in summary.deliveries or [] if d.bad_kind]
+        assert bad, "the producer made no invalid records"
+        ps.wait_until(
+            lambda: not worker.running,
+            timeout=180,
+            what="the worker to exit after its agent failed",
+            describe=worker.tail,
+        )
+        assert worker.proc is not None and worker.proc.returncode != 0, worker.tail()
+        log = worker.log_path.read_text()
+        assert f"dead-letter topic {names.dlq_topic}" in log, worker.tail()
+        assert "MessageSizeTooLargeError" in log, worker.tail()
+        assert "Traceback" not in log, "a known failure is one clear line, not a traceback"
+
+        # nothing committed past a record that could not be dead-lettered
+        done = ps.committed(stack, names.es_group, names.topic, stack.partitions)
+        first_bad = {p: min(o for q, o in bad if q == p) for p, _ in bad}
+        past = {p: done[p] for p, o in first_bad.items() if done[p] > o}
+        assert not past, f"committed past the first invalid record: {past} vs {first_bad}"
+
+        _set_max_message_bytes(stack, names.dlq_topic, None)
+        worker.start()
+        ps.wait_until(
+            lambda: ps.lag(stack, names.es_group, names.topic) == 0,
+            timeout=240,
+            what="the restarted worker to catch up",
+            describe=worker.tail,
+        )
+        assert worker.running, worker.tail()
+        ps.assert_indexed(stack, names, summary)
+        dead = {ps.source_of(r) for r in ps.dead_letters(stack, names, names.es_group)}
+        assert dead == set(bad)
+    finally:
+        worker.stop()
