@@ -12,9 +12,9 @@ Two loops run side by side, each one fault at a time:
 
 A :class:`WorkerPool` also plays supervisor: a worker process that exits on
 its own (as a worker must when something unexpected escapes) is started
-again, and the exit is counted. :meth:`Chaos.restore` undoes whatever is
-still broken: it is called in a ``finally``, so a broken run never leaves a
-service of the shared stack down.
+again, and the exit is counted. :meth:`Chaos.restore` starts again whatever
+a fault of this run left down: it is called in a ``finally``, so a broken run
+never leaves a service of the stack down.
 """
 
 from __future__ import annotations
@@ -164,6 +164,7 @@ class Chaos:
         self._worker_rng = random.Random(f"chaos-workers-{seed}")
         self._service_rng = random.Random(f"chaos-services-{seed}")
         self._held: set[int] = set()  # workers killed on purpose, not yet restarted
+        self._down: set[str] = set()  # services a fault stopped, not yet started again
         self._threads: list[threading.Thread] = []
         self._quiet = Console(stderr=True, quiet=True)
         self.errors: list[str] = []
@@ -242,17 +243,18 @@ class Chaos:
             i += 1
             down_s = rng.uniform(3.0, 12.0)
             if kind == "kill9-broker":
-                node = rng.randint(1, 3)
-                fault = self._begin(kind, f"kafka-{node}")
-                kill_broker(self.ctx, node)
-                time.sleep(down_s)
-                start_broker(self.ctx, node)
+                name = f"kafka-{rng.randint(1, 3)}"
+                fault = self._begin(kind, name)
+                self._down.add(name)
+                kill_broker(self.ctx, int(name[-1]))
             else:
                 name = "elasticsearch" if kind == "stop-elasticsearch" else "datanode"
                 fault = self._begin(kind, name)
+                self._down.add(name)
                 self._stop_service(name)
-                time.sleep(down_s)
-                self._start_service(name)
+            time.sleep(down_s)
+            self._start_service(name)
+            self._down.discard(name)
             self._end(fault, f"down {down_s:.0f}s before the restart")
 
     def _supervisor_loop(self) -> None:
@@ -265,22 +267,25 @@ class Chaos:
         stop_one(self.ctx.settings, name, self._quiet)
 
     def _start_service(self, name: str) -> None:
+        if name.startswith("kafka-"):
+            start_broker(self.ctx, int(name[-1]))  # waits for a JVM killed a moment ago
+            return
         from clickfan.compose.native.stack import start_one
 
         start_one(self.ctx.settings, name, self._quiet)
 
     # ---------------------------------------------------------------- repair
     def restore(self) -> list[str]:
-        """Every service running and every worker running and not stopped; what failed."""
+        """Start what a fault left down, resume and restart the workers; what failed.
+
+        Only services this run took down: on a shared stack, someone else's
+        stopped service is theirs to start.
+        """
         problems = []
-        for node in (1, 2, 3):
-            try:
-                start_broker(self.ctx, node)
-            except Exception as exc:
-                problems.append(f"kafka-{node}: {exc}")
-        for name in ("elasticsearch", "datanode"):
+        for name in sorted(self._down):
             try:
                 self._start_service(name)
+                self._down.discard(name)
             except Exception as exc:
                 problems.append(f"{name}: {exc}")
         self.pool.resume_all()

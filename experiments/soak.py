@@ -14,8 +14,9 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from confluent_kafka import Consumer, KafkaError, TopicPartition
@@ -47,6 +48,7 @@ _WORKER_ENV = {
     "CLICKFAN_SINK_LOG_INTERVAL_S": "10",
     "CLICKFAN_WORKER_STATS_INTERVAL_S": "10",
 }
+T = TypeVar("T")
 _SAMPLE_EVERY_S = 2.0
 _PROGRESS_EVERY_S = 10.0
 
@@ -492,10 +494,25 @@ def _archived(ctx: Context) -> list[tuple[int, str]]:
     return lines
 
 
+def _patiently(ctx: Context, what: str, read: Callable[[], T], timeout_s: float = 300) -> T:
+    """``read()``, again while it fails (a service may be down for a moment: the stack is
+    shared, or still coming back), until ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return read()
+        except Exception as exc:
+            if time.monotonic() > deadline:
+                raise
+            ctx.progress(f"reading {what} failed ({type(exc).__name__}); trying again in 5 s")
+            time.sleep(5)
+
+
 def _count(ctx: Context, topic: str, dlq: str, traffic: _Traffic) -> Accounting:
     s = ctx.settings
-    log = _read_all(s.bootstrap_servers, topic, s.partitions)
-    dead = [DeadLetter(r.headers) for r in _read_all(s.bootstrap_servers, dlq, s.partitions)]
+    log = _patiently(ctx, topic, lambda: _read_all(s.bootstrap_servers, topic, s.partitions))
+    letters = _patiently(ctx, dlq, lambda: _read_all(s.bootstrap_servers, dlq, s.partitions))
+    dead = [DeadLetter(r.headers) for r in letters]
     summary = traffic.summary
     acknowledged = [
         (d.partition, d.offset)
@@ -509,8 +526,8 @@ def _count(ctx: Context, topic: str, dlq: str, traffic: _Traffic) -> Accounting:
         log,
         acknowledged,
         placed,
-        _es_ids(ctx),
-        _archived(ctx),
+        _patiently(ctx, "Elasticsearch", lambda: _es_ids(ctx)),
+        _patiently(ctx, "the HDFS archive", lambda: _archived(ctx)),
         dead,
         (ctx.names.es_group, ctx.names.hdfs_group),
     )
