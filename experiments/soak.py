@@ -178,6 +178,7 @@ source partition and offset.
             marks=marks,
         )
         ctx.details["lag_timeline"] = {k: list(zip(*v, strict=True)) for k, v in timeline.items()}
+        ctx.details["lag_samples_lost"] = dict(sampler.problems)
         ctx.console.print(_figures_table(result, traffic, log, drain_s, drained))
 
     def _drain(
@@ -192,7 +193,7 @@ source partition and offset.
                 return True
             if time.monotonic() - last >= _PROGRESS_EVERY_S:
                 last = time.monotonic()
-                ctx.progress(f"draining: lag {lags}")
+                ctx.progress(f"draining: lag {sampler.describe()}")
             time.sleep(1.0)
         return False
 
@@ -348,7 +349,9 @@ class _LagSampler:
     def __init__(
         self, bootstrap: str, names: Any, topic: str, partitions: int, log: FaultLog, timeline: dict
     ) -> None:
+        self._bootstrap = bootstrap
         self._offsets = GroupOffsets(bootstrap, timeout_s=5)
+        self.problems: Counter[str] = Counter()  # samples lost, by why
         self._groups = {"es-indexer": names.es_group, "hdfs-archiver": names.hdfs_group}
         self._topic = topic
         self._partitions = partitions
@@ -373,22 +376,35 @@ class _LagSampler:
         return time.monotonic() - self._at < 3 * _SAMPLE_EVERY_S
 
     def _run(self) -> None:
+        failures = 0
         while not self._stop.is_set():
             t = self._log.now()
             sample = {}
             for label, group in self._groups.items():
                 try:  # a sample is lost while a broker is away; the next one comes
                     value = _lag(self._offsets, group, self._topic, self._partitions)
-                except Exception:
+                except Exception as exc:
+                    self.problems[type(exc).__name__] += 1
                     continue
                 if value is None:
+                    self.problems["a partition without a leader"] += 1
                     continue
                 sample[label] = value
                 self._timeline[label][0].append(t)
                 self._timeline[label][1].append(sample[label])
             if len(sample) == len(self._groups):
                 self._latest, self._at = sample, time.monotonic()
+                failures = 0
+            else:
+                failures += 1
+                if failures % 5 == 0:  # a fresh admin client, in case this one is wedged
+                    self._offsets = GroupOffsets(self._bootstrap, timeout_s=5)
             self._stop.wait(_SAMPLE_EVERY_S)
+
+    def describe(self) -> str:
+        if self.fresh():
+            return str(self._latest)
+        return f"unknown for {time.monotonic() - self._at:.0f}s (last {self._latest})"
 
 
 def _lag(offsets: GroupOffsets, group: str, topic: str, partitions: int) -> int | None:
@@ -410,7 +426,7 @@ def _progress_line(log: FaultLog, traffic: _Traffic, sampler: _LagSampler, pool:
     hostile = len(traffic.sender.placed) if traffic.sender else 0
     faults = {k: n for k, n in log.counts().items() if n}
     return (
-        f"t={log.now():4.0f}s events {produced}, hostile {hostile}, lag {sampler.latest()}, "
+        f"t={log.now():4.0f}s events {produced}, hostile {hostile}, lag {sampler.describe()}, "
         f"faults {faults}, worker self-exits {len(log.worker_exits)}"
     )
 
