@@ -16,8 +16,8 @@ from confluent_kafka import Producer
 
 from clickfan.events import decode_event, encode_event
 from clickfan.settings import Settings
-from tests.conftest import Names
 from tests.integration import pipeline_support as ps
+from tests.support import Names
 
 EVENTS = 3_000
 BAD_FRACTION = 0.1

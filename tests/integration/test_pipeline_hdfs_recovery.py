@@ -18,8 +18,8 @@ from clickfan.events import decode_event, encode_event
 from clickfan.settings import Settings
 from clickfan.sinks.hdfs_layout import COMMITTED_DIR, TMP_DIR, Marker, Roll, bucket
 from clickfan.sinks.hdfs_roll import PendingRoll
-from tests.conftest import Names
 from tests.integration import pipeline_support as ps
+from tests.support import Names
 
 EVENTS = 1_200
 COMMITTED_END = 99  # partition 0: offsets 0..99 committed, not all renamed
