@@ -26,8 +26,8 @@ from confluent_kafka import Consumer, TopicPartition
 
 from clickfan.generators import hostile
 from clickfan.settings import Settings
-from tests.conftest import Names
 from tests.integration import pipeline_support as ps
+from tests.support import Names
 
 EVENTS_BEFORE = 1_500
 EVENTS_AFTER = 1_500
