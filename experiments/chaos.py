@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -32,7 +33,7 @@ from rich.console import Console
 
 from clickfan.experiments.acks import kill_broker, start_broker
 from clickfan.experiments.framework import Context
-from clickfan.experiments.workers import Worker
+from clickfan.experiments.workers import Worker, clickfan_executable
 
 WORKER_FAULTS = ("kill9-worker", "sigstop-worker")
 SERVICE_FAULTS = ("kill9-broker", "stop-elasticsearch", "stop-datanode")
@@ -252,8 +253,17 @@ class Chaos:
                 fault = self._begin(kind, name)
                 self._down.add(name)
                 self._stop_service(name)
-            time.sleep(down_s)
-            self._start_service(name)
+            # The restart runs in a process of its own, so the service comes back even if
+            # this one dies meanwhile (a native crash in a Kafka client, Ctrl-C twice).
+            repair = self._repairer(name, down_s)
+            try:
+                code = repair.wait(down_s + self.ctx.settings.start_timeout_s + 60)
+            except subprocess.TimeoutExpired:
+                repair.kill()
+                code = None
+            if code != 0:
+                self.errors.append(f"`clickfan start {name}` ended with {code}; started here")
+                self._start_service(name)
             self._down.discard(name)
             self._end(fault, f"down {down_s:.0f}s before the restart")
 
@@ -265,6 +275,18 @@ class Chaos:
         from clickfan.compose.native.stack import stop_one
 
         stop_one(self.ctx.settings, name, self._quiet)
+
+    def _repairer(self, name: str, after_s: float) -> subprocess.Popen[bytes]:
+        """`clickfan start NAME` after ``after_s``, detached from this process."""
+        log = self.ctx.out_dir / "repairs.log"
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                ["/bin/sh", "-c", 'sleep "$0"; exec "$@"', f"{after_s:.1f}"]
+                + [*clickfan_executable(), "start", name],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def _start_service(self, name: str) -> None:
         if name.startswith("kafka-"):

@@ -8,6 +8,7 @@ of your own, or tell the people sharing it first.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import posixpath
 import random
@@ -28,7 +29,6 @@ from clickfan.errors import ClickfanError
 from clickfan.experiments import plots
 from clickfan.experiments.chaos import FAULT_KINDS, Chaos, FaultLog, WorkerPool
 from clickfan.experiments.framework import Context, Experiment, ExperimentFailed, run_experiment
-from clickfan.experiments.offsets import GroupOffsets
 from clickfan.experiments.soak_accounting import (
     HOSTILE_TAG,
     Accounting,
@@ -49,6 +49,9 @@ _WORKER_ENV = {
     "CLICKFAN_WORKER_STATS_INTERVAL_S": "10",
 }
 T = TypeVar("T")
+_quiet_log = logging.getLogger(f"{__name__}.librdkafka")
+_quiet_log.addHandler(logging.NullHandler())
+_quiet_log.propagate = False
 _SAMPLE_EVERY_S = 2.0
 _PROGRESS_EVERY_S = 10.0
 
@@ -349,10 +352,11 @@ class _LagSampler:
     def __init__(
         self, bootstrap: str, names: Any, topic: str, partitions: int, log: FaultLog, timeline: dict
     ) -> None:
-        self._bootstrap = bootstrap
-        self._offsets = GroupOffsets(bootstrap, timeout_s=5)
         self.problems: Counter[str] = Counter()  # samples lost, by why
         self._groups = {"es-indexer": names.es_group, "hdfs-archiver": names.hdfs_group}
+        # plain consumers that never join: offset fetches and watermarks, no admin requests
+        # (librdkafka's admin path aborted the process once while a broker was being killed)
+        self._readers = {label: _reader(bootstrap, group) for label, group in self._groups.items()}
         self._topic = topic
         self._partitions = partitions
         self._log = log
@@ -376,13 +380,12 @@ class _LagSampler:
         return time.monotonic() - self._at < 3 * _SAMPLE_EVERY_S
 
     def _run(self) -> None:
-        failures = 0
         while not self._stop.is_set():
             t = self._log.now()
             sample = {}
-            for label, group in self._groups.items():
+            for label, reader in self._readers.items():
                 try:  # a sample is lost while a broker is away; the next one comes
-                    value = _lag(self._offsets, group, self._topic, self._partitions)
+                    value = _lag(reader, self._topic, self._partitions)
                 except Exception as exc:
                     self.problems[type(exc).__name__] += 1
                     continue
@@ -394,12 +397,9 @@ class _LagSampler:
                 self._timeline[label][1].append(sample[label])
             if len(sample) == len(self._groups):
                 self._latest, self._at = sample, time.monotonic()
-                failures = 0
-            else:
-                failures += 1
-                if failures % 5 == 0:  # a fresh admin client, in case this one is wedged
-                    self._offsets = GroupOffsets(self._bootstrap, timeout_s=5)
             self._stop.wait(_SAMPLE_EVERY_S)
+        for reader in self._readers.values():
+            reader.close()
 
     def describe(self) -> str:
         if self.fresh():
@@ -407,17 +407,30 @@ class _LagSampler:
         return f"unknown for {time.monotonic() - self._at:.0f}s (last {self._latest})"
 
 
-def _lag(offsets: GroupOffsets, group: str, topic: str, partitions: int) -> int | None:
-    """Total lag (log end - committed; no commit: the whole log), or None for a bad sample:
-    a partition without a leader reports a log end of -1 while a broker is away."""
-    tps = [(topic, p) for p in range(partitions)]
-    ends = offsets.log_end(tps)
-    starts = offsets.log_start(tps)
-    committed = offsets.committed(group)
-    lags = [ends[tp] - committed.get(tp, starts[tp]) for tp in tps]
-    if any(ends[tp] < 0 or value < 0 for tp, value in zip(tps, lags, strict=True)):
-        return None
-    return sum(lags)
+def _reader(bootstrap: str, group: str) -> Consumer:
+    return Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,  # only to fetch its committed offsets; it never subscribes
+            "enable.auto.commit": False,
+            "logger": _quiet_log,
+        }
+    )
+
+
+def _lag(reader: Consumer, topic: str, partitions: int) -> int | None:
+    """Total lag of the reader's group (log end - committed; no commit: the whole log), or
+    None for a bad sample (a partition without a leader while a broker is away)."""
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    committed = {tp.partition: tp.offset for tp in reader.committed(tps, timeout=5)}
+    total = 0
+    for tp in tps:
+        low, high = reader.get_watermark_offsets(tp, timeout=5, cached=False)
+        done = committed[tp.partition] if committed[tp.partition] >= 0 else low
+        if high < 0 or done < 0 or high < done:
+            return None
+        total += high - done
+    return total
 
 
 def _progress_line(log: FaultLog, traffic: _Traffic, sampler: _LagSampler, pool: WorkerPool) -> str:
@@ -442,6 +455,7 @@ def _read_all(
             "group.id": "clickfan-soak-reader",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            "logger": _quiet_log,
         }
     )
     ends = {

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
 import time
 import zlib
@@ -743,6 +744,11 @@ class Placed:
     offset: int
 
 
+_quiet_log = logging.getLogger(f"{__name__}.librdkafka")
+_quiet_log.addHandler(logging.NullHandler())
+_quiet_log.propagate = False
+
+
 class HostileSender:
     """Produce hostile records byte for byte (acks=all); remember where each one landed.
 
@@ -769,6 +775,8 @@ class HostileSender:
                 "compression.type": "none",
                 "linger.ms": 5,
                 "allow.auto.create.topics": False,
+                # a broker going away is reported through the delivery reports
+                "logger": _quiet_log,
             }
         )
 
