@@ -148,12 +148,12 @@ source partition and offset.
         try:
             traffic.start()
             chaos.start()
-            while traffic.running():
-                time.sleep(_PROGRESS_EVERY_S)
+            while traffic.wait(_PROGRESS_EVERY_S):
                 ctx.progress(_progress_line(log, traffic, sampler, pool))
             marks.append((log.now(), "traffic stopped"))
         finally:
             traffic.stop()
+            stopped_at = time.monotonic()  # every record sent is acknowledged (or failed)
             chaos.join()
             problems = chaos.restore()
             for p in problems:
@@ -162,9 +162,11 @@ source partition and offset.
             raise ClickfanError(f"could not restore the stack: {'; '.join(problems)}")
         ctx.progress(f"traffic stopped at t={log.now():.0f}s; every service is up; draining")
 
-        drain_began = time.monotonic()
-        drained = self._drain(ctx, pool, log, sampler, o.drain_timeout_s)
-        drain_s = time.monotonic() - drain_began
+        repair_s = time.monotonic() - stopped_at
+        drained = self._drain(ctx, pool, log, sampler, o.drain_timeout_s, stopped_at)
+        # from the end of traffic: the repairs still under way count, as in an outage
+        drain_s = time.monotonic() - stopped_at
+        ctx.details["repair_wait_s"] = round(repair_s, 1)
         marks.append((log.now(), "drained" if drained else "drain timed out"))
         sampler.stop()
         marks = [(f.started_s, f"{f.kind} {f.target}") for f in log.faults] + marks
@@ -175,7 +177,7 @@ source partition and offset.
         plots.lines(
             ctx.plot_path("lag.png", "lag of each group over time, faults marked"),
             f"soak: {o.rate:g} events/s for {o.minutes:g} min with faults (dashed lines)",
-            timeline,
+            {k: _with_gaps(*v) for k, v in timeline.items()},
             xlabel="seconds",
             ylabel="lag (records)",
             marks=marks,
@@ -185,14 +187,21 @@ source partition and offset.
         ctx.console.print(_figures_table(result, traffic, log, drain_s, drained))
 
     def _drain(
-        self, ctx: Context, pool: WorkerPool, log: FaultLog, sampler: _LagSampler, timeout_s: float
+        self,
+        ctx: Context,
+        pool: WorkerPool,
+        log: FaultLog,
+        sampler: _LagSampler,
+        timeout_s: float,
+        since: float,
     ) -> bool:
+        """Until both lags are 0 in a sample taken after ``since`` (the end of traffic)."""
         deadline = time.monotonic() + timeout_s
         last = 0.0
         while time.monotonic() < deadline:
             pool.supervise(log, set())
-            lags = sampler.latest()
-            if lags and all(v == 0 for v in lags.values()) and sampler.fresh():
+            at, lags = sampler.latest()
+            if lags and all(v == 0 for v in lags.values()) and at > since:
                 return True
             if time.monotonic() - last >= _PROGRESS_EVERY_S:
                 last = time.monotonic()
@@ -291,7 +300,9 @@ class _Traffic:
             thread.start()
             self._threads.append(thread)
 
-    def running(self) -> bool:
+    def wait(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the producer to finish; True while it still runs."""
+        self._threads[0].join(timeout_s)
         return self._threads[0].is_alive()
 
     def stop(self) -> None:
@@ -361,8 +372,8 @@ class _LagSampler:
         self._partitions = partitions
         self._log = log
         self._timeline = timeline
-        self._latest: dict[str, int] = {}
-        self._at = 0.0
+        self._sample: tuple[float, dict[str, int]] = (0.0, {})  # (monotonic time, lags): one
+        # attribute, so that readers in other threads never pair a time with another sample
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -373,11 +384,12 @@ class _LagSampler:
         self._stop.set()
         self._thread.join(30)
 
-    def latest(self) -> dict[str, int]:
-        return dict(self._latest)
+    def latest(self) -> tuple[float, dict[str, int]]:
+        """The latest complete sample: (time.monotonic() when taken, lag per group)."""
+        return self._sample
 
     def fresh(self) -> bool:
-        return time.monotonic() - self._at < 3 * _SAMPLE_EVERY_S
+        return time.monotonic() - self._sample[0] < 3 * _SAMPLE_EVERY_S
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -396,15 +408,16 @@ class _LagSampler:
                 self._timeline[label][0].append(t)
                 self._timeline[label][1].append(sample[label])
             if len(sample) == len(self._groups):
-                self._latest, self._at = sample, time.monotonic()
+                self._sample = (time.monotonic(), sample)
             self._stop.wait(_SAMPLE_EVERY_S)
         for reader in self._readers.values():
             reader.close()
 
     def describe(self) -> str:
+        at, lags = self._sample
         if self.fresh():
-            return str(self._latest)
-        return f"unknown for {time.monotonic() - self._at:.0f}s (last {self._latest})"
+            return str(lags)
+        return f"unknown for {time.monotonic() - at:.0f}s (last {lags})"
 
 
 def _reader(bootstrap: str, group: str) -> Consumer:
@@ -416,6 +429,19 @@ def _reader(bootstrap: str, group: str) -> Consumer:
             "logger": _quiet_log,
         }
     )
+
+
+def _with_gaps(xs: list[float], ys: list[float]) -> tuple[list[float], list[float]]:
+    """A break in the line where samples are missing (a broker away), not a straight line."""
+    out_x: list[float] = []
+    out_y: list[float] = []
+    for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
+        if i and x - xs[i - 1] > 3 * _SAMPLE_EVERY_S:
+            out_x.append((x + xs[i - 1]) / 2)
+            out_y.append(float("nan"))
+        out_x.append(x)
+        out_y.append(y)
+    return out_x, out_y
 
 
 def _lag(reader: Consumer, topic: str, partitions: int) -> int | None:
@@ -606,7 +632,10 @@ def _figures(
         rows.append((f"faults: {kind}", str(log.counts()[kind])))
     rows.append(("worker exits on their own (restarted)", str(len(log.worker_exits))))
     rows.append(
-        ("time to drain after the faults", f"{drain_s:.0f} s" + ("" if drained else " (timed out)"))
+        (
+            "time to lag 0 after traffic stopped (repairs included)",
+            f"{drain_s:.0f} s" + ("" if drained else " (timed out)"),
+        )
     )
     rows.append(("lost / duplicated in all", f"{a.lost} / {a.duplicated}"))
     return rows
