@@ -109,7 +109,6 @@ source partition and offset.
 
     def run(self, ctx: Context) -> None:
         o = self.options
-        s = ctx.settings
         for key, value in _WORKER_ENV.items():
             os.environ.setdefault(key, value)
         topic = ctx.create_topic()
@@ -120,13 +119,20 @@ source partition and offset.
         hdfs_cleanup(ctx)
         ctx.out_dir.mkdir(parents=True, exist_ok=True)
         pool = WorkerPool(ctx, dlq, o.workers_per_group)
-        ctx.on_cleanup("stop the workers", pool.stop)
-        pool.start()
         ctx.note(
             f"seed {o.seed}: `clickfan soak --minutes {o.minutes:g} --rate {o.rate:g} "
             f"--seed {o.seed}` repeats the same traffic and fault schedule (timing aside)"
         )
+        pool.start()
+        try:
+            self._soak(ctx, pool, topic, dlq)
+        finally:
+            pool.stop()  # also with --keep: the data stays, the processes do not
 
+    def _soak(self, ctx: Context, pool: WorkerPool, topic: str, dlq: str) -> None:
+        o = self.options
+        s = ctx.settings
+        names = ctx.names
         log = FaultLog()
         timeline: dict[str, tuple[list[float], list[float]]] = {
             "es-indexer": ([], []),
