@@ -250,35 +250,69 @@ def _lone_surrogate(text: str) -> bool:
 
 def _interop_problem(obj: Any) -> str | None:
     """Why ``obj`` is not JSON every reader sees the same way, or None (iterative: any depth)."""
-    stack: list[tuple[Any, int, tuple[str | int, ...]]] = [(obj, 1, ())]
+    # a quick pass over the values first; paths are only worked out to explain a problem
+    stack: list[tuple[Any, int]] = [(obj, 1)]
     while stack:
-        value, depth, path = stack.pop()
-        if isinstance(value, str):
+        value, depth = stack.pop()
+        if type(value) is str:
             if _lone_surrogate(value):
-                return f"{_path(path)} holds a lone surrogate, which UTF-8 cannot encode"
-        elif value is None or isinstance(value, bool):
+                break
+        elif value is None or type(value) is bool:
             continue
-        elif isinstance(value, int):
-            if not INT_MIN <= value <= INT_MAX:
-                return f"{_path(path)} is an integer beyond 64 bits"
-        elif isinstance(value, float):
-            if not math.isfinite(value):
-                return f"{_path(path)} is {value}, which JSON cannot hold"
-        elif isinstance(value, dict | list):
+        elif isinstance(value, dict):
             if depth > MAX_DEPTH:
+                break
+            for key, v in value.items():
+                if not isinstance(key, str) or _lone_surrogate(key):
+                    return _explain(obj)
+                stack.append((v, depth + 1))
+        elif isinstance(value, list):
+            if depth > MAX_DEPTH:
+                break
+            stack.extend((v, depth + 1) for v in value)
+        elif _scalar_problem(value) is not None:
+            break
+    else:
+        return None
+    return _explain(obj)
+
+
+def _scalar_problem(value: Any) -> str | None:
+    if isinstance(value, str):
+        return (
+            "holds a lone surrogate, which UTF-8 cannot encode" if _lone_surrogate(value) else None
+        )
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return None if INT_MIN <= value <= INT_MAX else "is an integer beyond 64 bits"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"is {value}, which JSON cannot hold"
+    return f"is a {type(value).__name__}, not a JSON value"
+
+
+def _explain(obj: Any) -> str:
+    """The first problem of ``obj``, with the path to it."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(obj, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict | list):
+            if len(path) >= MAX_DEPTH:
                 return f"{_path(path[:MAX_DEPTH])} is nested deeper than {MAX_DEPTH} levels"
             if isinstance(value, list):
-                stack.extend((v, depth + 1, (*path, i)) for i, v in enumerate(value))
+                stack.extend((v, (*path, i)) for i, v in enumerate(value))
                 continue
             for key, v in value.items():
                 if not isinstance(key, str):
                     return f"{_path(path)} has a key of type {type(key).__name__}, not a string"
                 if _lone_surrogate(key):
                     return f"{_path(path)} has a key with a lone surrogate"
-                stack.append((v, depth + 1, (*path, key)))
+                stack.append((v, (*path, key)))
         else:
-            return f"{_path(path)} is a {type(value).__name__}, not a JSON value"
-    return None
+            problem = _scalar_problem(value)
+            if problem is not None:
+                return f"{_path(path)} {problem}"
+    return "a value JSON readers disagree on"  # unreachable: only called after a problem
 
 
 def _parse_int(text: str) -> int:
