@@ -18,8 +18,8 @@ import pytest
 from elasticsearch import Elasticsearch
 
 from clickfan.settings import Settings
-from tests.conftest import Names
 from tests.integration import pipeline_support as ps
+from tests.support import Names
 
 EVENTS = 1_000
 # every event of the test on one day, so one index is blocked for all of them

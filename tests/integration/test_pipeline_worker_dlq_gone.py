@@ -16,8 +16,9 @@ from confluent_kafka.admin import NewTopic
 
 from clickfan.compose.native import stack as native_stack
 from clickfan.settings import Settings
-from tests.conftest import Names, _wait_until_every_broker_knows
+from tests.conftest import _wait_until_every_broker_knows
 from tests.integration import pipeline_support as ps
+from tests.support import Names
 
 EVENTS = 1_000
 
