@@ -8,7 +8,8 @@ import logging
 import faust
 
 from clickfan.settings import Settings
-from clickfan.sinks.hdfs_sink import HdfsSink
+from clickfan.sinks.hdfs_sink import HdfsConfig, HdfsSink, RollLimits
+from clickfan.sinks.retry import RetryPolicy
 from clickfan.streams.deadletter import DeadLetterQueue
 from clickfan.streams.pipeline import SinkPipeline
 from clickfan.streams.runtime import make_app, source_topic
@@ -24,7 +25,22 @@ def create_app(settings: Settings, bootstrap_servers: str) -> tuple[faust.App, S
     app = make_app(settings, group, bootstrap_servers)
     abort = asyncio.Event()
     dlq = DeadLetterQueue(app, settings, settings.dlq_topic, group, abort)
-    sink = HdfsSink(settings, settings.topic, abort)
+    sink = HdfsSink(
+        HdfsConfig(
+            url=settings.webhdfs_url,
+            user=settings.hdfs_user,
+            root=settings.hdfs_root,
+            roll=RollLimits(
+                settings.hdfs_roll_records, settings.hdfs_roll_bytes, settings.hdfs_roll_s
+            ),
+            request_timeout_s=settings.sink_request_timeout_s,
+        ),
+        RetryPolicy(
+            settings.sink_retry_initial_s, settings.sink_retry_max_s, settings.sink_log_interval_s
+        ),
+        settings.topic,
+        abort,
+    )
     pipeline = SinkPipeline(app, settings.topic, sink, dlq, abort, settings.max_event_bytes, log)
     clicks = source_topic(app, settings.topic)
 
