@@ -198,7 +198,8 @@ class HdfsSink(Sink):
         except (HdfsError, requests.RequestException) as exc:
             # (if HDFS is down this check fails too, and the step is retried as transient)
             if self._client.status(state.owner, strict=False) is None:
-                raise Fenced(f"{state.owner} was moved away: {exc}") from None
+                reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+                raise Fenced(f"its folder {state.owner} is gone: {reason}") from None
             raise
 
     def _create(self, path: str, data: bytes) -> None:
