@@ -107,6 +107,7 @@ def test_a_committed_roll_left_by_a_dead_owner_is_published_on_assignment(
     finally:
         assert worker.stop() == 0, worker.tail()
     ps.assert_archived(stack, names, summary)
-    assert "partition 0: fenced 1 earlier owner folder(s); finished 1 committed rolls" in (
+    # the dead owner's folder and the first run's own (empty) one
+    assert "partition 0: fenced 2 earlier owner folder(s); finished 1 committed rolls" in (
         worker.log_path.read_text()
     )
