@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+# A fenced partition whose records still arrive this long after is held by nobody.
+FENCED_GRACE_S = 120.0
+
 
 @dataclass(frozen=True)
 class RollLimits:
@@ -84,7 +87,7 @@ class _PartitionState:
     committed_end: int | None  # end of the newest marker
     roll: PendingRoll
     report: bool = False  # committed_end + 1 is to be (re)committed in Kafka
-    fenced: bool = False  # taken over by another archiver: ignored until reassigned
+    fenced_at: float | None = None  # monotonic; taken over by another archiver since
 
 
 class HdfsSink(Sink):
@@ -129,7 +132,8 @@ class HdfsSink(Sink):
             state = self._partitions.get(r.partition)
             if state is None:
                 state = self._partitions[r.partition] = await self._take_over(r.partition)
-            if state.fenced:
+            if state.fenced_at is not None:
+                self._check_still_fenced(state, now)
                 continue  # its new owner archives it
             expected = state.next_offset
             if expected is not None and r.offset < expected:
@@ -162,7 +166,7 @@ class HdfsSink(Sink):
         now = time.monotonic()
         for state in self._partitions.values():
             roll = state.roll
-            if state.fenced or roll.empty():
+            if state.fenced_at is not None or roll.empty():
                 continue
             if force or roll.due(now, limits.records, limits.bytes, limits.seconds):
                 try:
@@ -171,7 +175,7 @@ class HdfsSink(Sink):
                     self._fenced(state, exc)
         safe: dict[int, int] = {}
         for p, state in sorted(self._partitions.items()):
-            if state.report and not state.fenced and state.committed_end is not None:
+            if state.report and state.fenced_at is None and state.committed_end is not None:
                 safe[p] = state.committed_end + 1
             state.report = False
         return safe
@@ -186,8 +190,26 @@ class HdfsSink(Sink):
             exc,
             held,
         )
-        state.fenced = True
+        state.fenced_at = time.monotonic()
         state.roll = PendingRoll(self._topic, roll.partition)
+
+    def _check_still_fenced(self, state: _PartitionState, now: float) -> None:
+        """Records of a fenced partition: fine while this worker learns it lost it, not for long.
+
+        A fence means the group gave the partition to another member, so this
+        one soon hears of it and its partitions are revoked. Records still
+        arriving long after mean the fencer was the stale one (a zombie taking a
+        partition over before it heard of its own revocation): exit loudly, so a
+        restart re-reads the partition from its last commit, rather than hold it
+        without archiving it.
+        """
+        assert state.fenced_at is not None
+        if now - state.fenced_at > FENCED_GRACE_S:
+            raise RuntimeError(
+                f"partition {state.roll.partition} of {self._topic}: still assigned here "
+                f"{now - state.fenced_at:.0f}s after another archiver fenced it; stopping "
+                "so that a restart re-reads it from its last commit"
+            )
 
     # -- HDFS steps of an owner ----------------------------------------------------
 

@@ -210,3 +210,38 @@ def test_successor_before_any_call_of_the_zombies_roll(k: int) -> None:
 def test_the_zombie_roll_makes_enough_calls_to_interleave() -> None:
     # status, 2 files and the marker (create + write each), commit, 2 x (makedirs + rename)
     assert CALLS >= 8
+
+
+def test_a_batch_already_archived_reports_what_hdfs_holds() -> None:
+    nn = FakeNameNode()
+    assert asyncio.run(_archive(_sink(nn))) == {0: RECORDS}
+
+    async def redelivered() -> tuple[dict[int, int], dict[int, int]]:
+        sink = _sink(nn)
+        await sink.open({0})
+        idle = await sink.flush()  # taken over; no record seen: the group's offset is unknown
+        await sink.put(_records()[:3])  # re-read from an older commit, all archived
+        return idle, await sink.flush()
+
+    assert asyncio.run(redelivered()) == ({}, {0: RECORDS})
+    assert _archived_offsets(nn) == list(range(RECORDS))
+
+
+def test_a_fenced_partition_is_dropped_then_stops_the_worker_if_it_stays(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    nn = FakeNameNode()
+
+    async def scenario() -> None:
+        zombie = _sink(nn)
+        await zombie.open({0})
+        await zombie.put(_records()[:5])
+        await _archive(_sink(nn))  # the successor fences it
+        assert await zombie.flush(force=True) == {}  # fenced: nothing published, nothing safe
+        await zombie.put(_records()[5:])  # while it learns that it lost the partition
+        monkeypatch.setattr("clickfan.sinks.hdfs_sink.FENCED_GRACE_S", -1.0)
+        with pytest.raises(RuntimeError, match="still assigned here"):
+            await zombie.put(_records()[5:])
+
+    asyncio.run(scenario())
+    assert _archived_offsets(nn) == list(range(RECORDS))
