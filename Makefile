@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test test-unit bench lint clean
+.PHONY: install demo test test-unit test-docker docker-ready bench lint clean
 
 install: $(VENV)/.installed
 
@@ -19,10 +19,26 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/clickfan demo
 
-# Starts the native stack if it is not running (and stops it again afterwards).
+# Starts the native stack if it is not running (and stops it again afterwards); then,
+# when a Docker engine answers, the Docker leg (compose.yaml's containers).
 test: install
 	$(BIN)/clickfan fetch
 	$(BIN)/pytest $(PYTEST_ARGS)
+	@if docker info >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then \
+	  $(MAKE) --no-print-directory test-docker; \
+	else \
+	  echo "make test: no Docker engine answers, so the Docker leg is skipped (make docker-ready)"; \
+	fi
+
+# The Docker leg alone: build the image once, then the suite's Docker tests against
+# `docker compose` (which it starts and, with `down -v`, removes).
+test-docker: install
+	docker compose build --quiet
+	$(BIN)/pytest --stack=docker tests/docker tests/integration/test_pipeline_exact.py $(PYTEST_ARGS)
+
+# Docker on a bare Debian machine: engine, daemon, compose v2, a base image (root).
+docker-ready:
+	bash compose/docker/ready.sh
 
 test-unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

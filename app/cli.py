@@ -24,6 +24,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("clickfan.compose.native.commands:status", "Show every service and its health."),
     "start": ("clickfan.compose.native.commands:start", "Start one service (e.g. kafka-2)."),
     "stop": ("clickfan.compose.native.commands:stop", "Stop one service (e.g. kafka-2)."),
+    "serve": ("clickfan.compose.native.commands:serve", "Run one service in the foreground."),
+    "ensure-topics": (
+        "clickfan.compose.native.commands:ensure_topics",
+        "Create the pipeline's topics unless they exist.",
+    ),
     "fetch": ("clickfan.compose.native.commands:fetch", "Download the server programs."),
     "kafka": ("clickfan.compose.native.commands:kafka", "Run one of Apache Kafka's own tools."),
     "hdfs": ("clickfan.compose.native.commands:hdfs", "Run Hadoop's own `hdfs` command."),

@@ -27,12 +27,13 @@ from rich.table import Table
 from clickfan.compose.native import stack
 from clickfan.errors import ClickfanError
 from clickfan.lagmon.cluster import KafkaCluster
-from clickfan.lagmon.commands import read_lag
 from clickfan.lagmon.config import ClusterConfig
+from clickfan.lagmon.reader import TopicLag, topic_lag
 from clickfan.settings import Settings, load
 
 CLICKFAN = str(Path(sys.executable).with_name("clickfan"))
 STOP_GRACE_S = 20.0
+PLAIN_INTERVAL_S = 5.0
 
 
 @dataclass
@@ -77,7 +78,7 @@ class AppProcess:
 class Sample:
     at: float
     produced: int = 0
-    lag: dict[str, int] = field(default_factory=dict)
+    lag: dict[str, TopicLag] = field(default_factory=dict)
     es_docs: int | None = None
     hdfs_files: int | None = None
     hdfs_bytes: int | None = None
@@ -92,14 +93,11 @@ class PipelineView:
         self.kafka = KafkaCluster(
             ClusterConfig("local", tuple(settings.bootstrap_servers.split(",")))
         )
-        self.admin = stack.admin_client(settings.bootstrap_servers)
         self.groups = (settings.es_group, settings.hdfs_group)
         self.previous: Sample | None = None
 
     def _records(self, topic: str) -> int:
-        metadata = self.admin.list_topics(topic, timeout=5)
-        partitions = metadata.topics[topic].partitions
-        ends = self.kafka.log_end_offsets((topic, p) for p in partitions)
+        ends = self.kafka.log_end_offsets((topic, p) for p in self.kafka.partitions(topic))
         return sum(ends.values())
 
     def sample(self) -> Sample:
@@ -107,12 +105,9 @@ class PipelineView:
         try:
             s.produced = self._records(self.settings.topic)
             s.dead_letters = self._records(self.settings.dlq_topic)
-            rows = {r.group: r for r in read_lag(self.kafka, None, None)}
             for group in self.groups:
-                partitions = rows[group].partitions if group in rows else ()
-                mine = [p for p in partitions if p.topic == self.settings.topic]
-                # a group that has committed nothing yet has everything still to read
-                s.lag[group] = sum(p.lag for p in mine) if mine else s.produced
+                # a partition without a commit counts with its whole log
+                s.lag[group] = topic_lag(self.kafka, group, self.settings.topic)
         except (KafkaException, ClickfanError):
             pass  # e.g. the group coordinator still loading right after start-up
         try:
@@ -144,7 +139,9 @@ class PipelineView:
             "producer", f"{rate:,.0f} events/s", f"{s.produced:,} records on {self.settings.topic}"
         )
         for group in self.groups:
-            numbers.add_row(f"group {group}", f"lag {s.lag.get(group, 0):,}", "")
+            lag = s.lag.get(group)
+            shown = "-" if lag is None else f"lag {lag.lag:,}"
+            numbers.add_row(f"group {group}", shown, lag.note or "" if lag else "")
         numbers.add_row(
             "Elasticsearch", _n(s.es_docs, "documents"), f"{self.settings.index_prefix}-*"
         )
@@ -166,6 +163,26 @@ class PipelineView:
             title="clickfan demo",
             subtitle="Ctrl-C stops the app processes",
         )
+
+    def line(self, s: Sample) -> str:
+        """The same numbers as one plain line, for logs that interleave (docker compose up)."""
+        rate = 0.0
+        if self.previous and s.at > self.previous.at:
+            rate = (s.produced - self.previous.produced) / (s.at - self.previous.at)
+        self.previous = s
+        lags = "  ".join(f"lag {g} {_lag(s.lag.get(g))}" for g in self.groups)
+        return (
+            f"produced {s.produced:,} ({rate:,.0f}/s)  {lags}  "
+            f"es {_n(s.es_docs, 'docs')}  hdfs {_n(s.hdfs_files, 'files')}  "
+            f"dead letters {s.dead_letters:,}"
+        )
+
+
+def _lag(lag: TopicLag | None) -> str:
+    """A group's lag for the plain line: the number, and "(no commits yet)" if so."""
+    if lag is None:
+        return "-"
+    return f"{lag.lag:,}" + (f" ({lag.note})" if lag.note else "")
 
 
 def _n(value: int | None, unit: str) -> str:
@@ -191,6 +208,7 @@ def run(
     console: Console,
     duration_s: float | None = None,
     attach: bool = False,
+    plain: bool = False,
 ) -> None:
     """Run (or, with attach, only watch) the pipeline until Ctrl-C or duration_s."""
     apps = [] if attach else app_processes(settings, rate)
@@ -201,10 +219,17 @@ def run(
     try:
         for app in apps:
             app.start()
-        with Live(view.render(view.sample(), apps), console=console, refresh_per_second=2) as live:
+        if plain:
             while duration_s is None or time.monotonic() - began < duration_s:
-                time.sleep(1)
-                live.update(view.render(view.sample(), apps))
+                print(view.line(view.sample()), flush=True)
+                time.sleep(PLAIN_INTERVAL_S)
+        else:
+            with Live(
+                view.render(view.sample(), apps), console=console, refresh_per_second=2
+            ) as live:
+                while duration_s is None or time.monotonic() - began < duration_s:
+                    time.sleep(1)
+                    live.update(view.render(view.sample(), apps))
     except KeyboardInterrupt:
         pass
     finally:
@@ -236,6 +261,12 @@ def run(
     is_flag=True,
     help="Only show the view of a pipeline that runs elsewhere (e.g. in Docker).",
 )
-def demo(rate: float, duration: float | None, attach: bool) -> None:
+@click.option(
+    "--plain",
+    is_flag=True,
+    help="Plain status lines every 5 s instead of a redrawn panel (for logs that "
+    "interleave, e.g. under `docker compose up`).",
+)
+def demo(rate: float, duration: float | None, attach: bool, plain: bool) -> None:
     """The whole pipeline, live: stack, both workers, the producer, and a refreshing view."""
-    run(load(), rate, Console(), duration_s=duration, attach=attach)
+    run(load(), rate, Console(), duration_s=duration, attach=attach, plain=plain)

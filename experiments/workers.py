@@ -29,7 +29,7 @@ def clickfan_executable() -> list[str]:
     found = shutil.which("clickfan")
     if found:
         return [found]
-    return [sys.executable, "-c", "from clickfan.cli import main; main()"]
+    return [sys.executable, "-c", "from clickfan.app.cli import main; main()"]
 
 
 class Worker:

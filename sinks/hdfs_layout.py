@@ -25,7 +25,8 @@ Readers (Hive, Spark) skip folders starting with "_".
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+
+from clickfan.events import event_time_utc
 
 TMP_DIR = "_tmp"
 COMMITTED_DIR = "_committed"
@@ -33,9 +34,13 @@ SUFFIX = ".jsonl"
 
 
 def bucket(event_time: str) -> str:
-    """The folder of an event, relative to the root: ``dt=YYYY-MM-DD/hour=HH`` in UTC."""
-    t = datetime.fromisoformat(event_time).astimezone(UTC)
-    return f"dt={t:%Y-%m-%d}/hour={t:%H}"
+    """The folder of a valid event, relative to the root: ``dt=YYYY-MM-DD/hour=HH`` in UTC.
+
+    The time is read by clickfan.events.event_time_utc, as for the index name.
+    """
+    t = event_time_utc(event_time)
+    # not strftime: %Y gives "1", not "0001", for the year 1 on Linux
+    return f"dt={t.year:04d}-{t.month:02d}-{t.day:02d}/hour={t.hour:02d}"
 
 
 def _split(name: str, parts: int) -> list[str] | None:

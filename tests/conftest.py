@@ -12,20 +12,19 @@ HDFS folder (`names`) instead of restarting services: six JVMs share two cores.
 from __future__ import annotations
 
 import contextlib
-import time
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic
 from rich.console import Console
 
 from clickfan.compose.native import stack as native_stack
+from clickfan.compose.native.process import port_is_free
 from clickfan.settings import Settings, load
+from tests.support import Names, ServiceControl, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,21 +43,46 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "pypi: downloads from PyPI on its first run (tests/unit/test_packaging.py: "
+        "docker-compose 1.29.2 and setuptools, then cached under .pytest_cache)",
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "tests/integration/" in str(item.path).replace("\\", "/"):
+        path = str(item.path).replace("\\", "/")
+        if "tests/integration/" in path:
             item.add_marker(pytest.mark.integration)
+        if "tests/docker/" in path:
+            item.add_marker(pytest.mark.docker)
+            if item.config.getoption("--stack") != "docker":
+                item.add_marker(pytest.mark.skip(reason="the Docker leg runs with --stack=docker"))
 
 
 @pytest.fixture(scope="session")
 def docker_compose_file() -> str:
-    return str(ROOT / "compose" / "docker-compose.yml")
+    return str(ROOT / "compose.yaml")
+
+
+@pytest.fixture(scope="session")
+def docker_compose_project_name() -> str:
+    # the project of the README's `docker compose up demo`: one stack, never two on one port
+    return "clickfan"
 
 
 @pytest.fixture(scope="session")
 def docker_setup() -> list[str]:
-    # only the services; the tests run the app themselves (topics: ensure_topics)
-    return ["up --wait kafka-1 kafka-2 kafka-3 elasticsearch namenode datanode"]
+    # only the services (the image is built by `make test-docker` first); the tests
+    # start the app containers they need
+    return ["up -d --wait --no-build kafka-1 kafka-2 kafka-3 elasticsearch namenode datanode"]
+
+
+@pytest.fixture(scope="session")
+def docker_cleanup() -> list[str]:
+    return ["down -v"]
 
 
 @pytest.fixture(scope="session")
@@ -68,13 +92,27 @@ def stack(request: pytest.FixtureRequest) -> Settings:
     mode = request.config.getoption("--stack")
     console = Console(stderr=True)
     if mode == "docker":
+        # a native service of this machine that holds its ports here (not in another
+        # network namespace)
+        running = [
+            s.name
+            for s in native_stack.status(settings)[0]
+            if s.pid is not None
+            and not all(port_is_free(settings.host, p) for p in s.ports.values())
+        ]
+        if running:
+            pytest.exit(
+                f"--stack=docker: the native stack runs on the same ports ({', '.join(running)});"
+                " stop it first with `clickfan down`",
+                3,
+            )
         services = request.getfixturevalue("docker_services")
-        services.wait_until_responsive(check=lambda: _healthy(settings), timeout=300.0, pause=2.0)
+        services.wait_until_responsive(check=lambda: _answers(settings), timeout=300.0, pause=2.0)
         native_stack.ensure_topics(settings, console)
         return settings
     if mode == "external":
-        if not _healthy(settings):
-            pytest.exit("--stack=external: the stack is not healthy (see `clickfan status`)", 3)
+        if not _answers(settings):
+            pytest.exit("--stack=external: the services do not answer (see `clickfan status`)", 3)
         return settings
     # the one-broker second cluster is cheap and the multi-cluster lag tests need it
     started = native_stack.up(settings, console, extra_cluster=True)
@@ -83,37 +121,41 @@ def stack(request: pytest.FixtureRequest) -> Settings:
     return settings
 
 
-def _healthy(settings: Settings) -> bool:
-    statuses, cluster = native_stack.status(settings)
-    core = [s for s in statuses if s.name != "kafka-extra"]
-    return cluster.healthy and all(s.state == "healthy" for s in core)
+@pytest.fixture(scope="session")
+def services(stack: Settings, request: pytest.FixtureRequest) -> ServiceControl:
+    """Stop, start and kill services of the stack in use (native or Docker)."""
+    return ServiceControl(stack, request.config.getoption("--stack"), ROOT)
 
 
-@dataclass(frozen=True)
-class Names:
-    """Names owned by one test, so tests never see each other's data."""
-
-    prefix: str
-    topic: str
-    dlq_topic: str
-    es_group: str
-    hdfs_group: str
-    index_prefix: str
-    hdfs_root: str
+def _answers(settings: Settings) -> bool:
+    """Health asked over the network, never from pid files: the services may run in
+    containers or on other hosts. Every broker in the metadata, Elasticsearch yellow or
+    green, HDFS out of safe mode with a live DataNode."""
+    try:
+        brokers = native_stack.admin_client(settings.bootstrap_servers).list_topics(timeout=5)
+        if len(brokers.brokers) < len(settings.kafka_ports):
+            return False
+        health = requests.get(f"{settings.es_url}/_cluster/health", timeout=5).json()
+        if health.get("status") not in ("green", "yellow"):
+            return False
+        datanodes = requests.get(
+            f"{settings.webhdfs_url}/jmx",
+            params={"qry": "Hadoop:service=NameNode,name=FSNamesystemState"},
+            timeout=5,
+        ).json()["beans"][0]
+        safe_mode = requests.get(
+            f"{settings.webhdfs_url}/jmx",
+            params={"qry": "Hadoop:service=NameNode,name=NameNodeInfo"},
+            timeout=5,
+        ).json()["beans"][0]["Safemode"]
+        return datanodes["NumLiveDataNodes"] >= 1 and not safe_mode
+    except (KafkaException, requests.RequestException, ValueError, KeyError, IndexError):
+        return False
 
 
 @pytest.fixture
 def names(stack: Settings) -> Iterator[Names]:
-    prefix = f"t{uuid.uuid4().hex[:10]}"
-    test_names = Names(
-        prefix=prefix,
-        topic=f"{prefix}.click-logs",
-        dlq_topic=f"{prefix}.click-logs.dlq",
-        es_group=f"{prefix}.es-indexer",
-        hdfs_group=f"{prefix}.hdfs-archiver",
-        index_prefix=f"{prefix}-clicks",
-        hdfs_root=f"/tests/{prefix}",
-    )
+    test_names = Names.new()
     admin = native_stack.admin_client(stack.bootstrap_servers)
     topics = [
         NewTopic(
@@ -133,19 +175,17 @@ def names(stack: Settings) -> Iterator[Names]:
 
 def _wait_until_every_broker_knows(settings: Settings, topics: list[str]) -> None:
     """A created topic reaches each broker's metadata a moment later; clients ask any broker."""
-    deadline = time.monotonic() + 30
     for port in settings.kafka_ports:
         admin = native_stack.admin_client(f"{settings.host}:{port}")
-        while True:
+
+        def knows(admin: AdminClient = admin) -> bool:
             known = admin.list_topics(timeout=10).topics
-            if all(
+            return all(
                 t in known and all(p.leader >= 0 for p in known[t].partitions.values())
                 for t in topics
-            ):
-                break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"broker on {port} does not know {topics} after 30 s")
-            time.sleep(0.1)
+            )
+
+        wait_until(knows, timeout=30, what=f"broker on {port} to know {topics}", interval=0.1)
 
 
 def _remove_test_data(settings: Settings, test_names: Names) -> None:

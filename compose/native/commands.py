@@ -105,4 +105,23 @@ def hdfs(args: tuple[str, ...]) -> None:
     tools.exec_tool(tools.hdfs_argv(load(), list(args)))
 
 
-stack_commands = [up, down, status, start, stop, fetch, kafka, hdfs]
+@click.command()
+@click.argument("service")
+def serve(service: str) -> None:
+    """Run one service (e.g. kafka-2) in the foreground: a container's main process."""
+    stack.serve(load(), service, err)
+
+
+@click.command("ensure-topics")
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(min=0),
+    default=0,
+    help="Seconds to wait for every broker to join the cluster first.",
+)
+def ensure_topics(wait_s: float) -> None:
+    """Create the pipeline's topics unless they exist (as `up` does)."""
+    settings = load()
+    stack.wait_for_brokers(settings, wait_s, err)
+    stack.ensure_topics(settings, err)

@@ -10,12 +10,14 @@ left by a crash (or a pid reused by another program) never blocks a start.
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import psutil
 
@@ -69,6 +71,20 @@ def start(spec: LaunchSpec) -> int:
         )
     spec.pid_file.write_text(f"{proc.pid}\n")
     return proc.pid
+
+
+def exec_foreground(spec: LaunchSpec) -> NoReturn:
+    """Become the service: the main process of a container, logging to its stdout.
+
+    No pid file and no log file: the container engine keeps both.
+    """
+    os.chdir(spec.cwd)
+    if spec.user:
+        account = pwd.getpwnam(spec.user)
+        os.setgroups([])
+        os.setgid(account.pw_gid)
+        os.setuid(account.pw_uid)
+    os.execvpe(spec.argv[0], spec.argv, {**os.environ, **spec.env})
 
 
 def exited_early(pid: int) -> bool:

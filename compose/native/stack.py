@@ -15,6 +15,7 @@ import shutil
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from typing import NoReturn
 
 import requests
 from confluent_kafka import KafkaException
@@ -25,14 +26,8 @@ from rich.table import Table
 
 from clickfan.compose.native import artifacts, process
 from clickfan.compose.native.java import check_java
-from clickfan.compose.native.services import (
-    KafkaBroker,
-    Probe,
-    Service,
-    all_services,
-    core_services,
-    extra_kafka_broker,
-)
+from clickfan.compose.native.services import Probe, Service, all_services, core_services
+from clickfan.compose.native.services.kafka import KafkaBroker, extra_kafka_broker
 from clickfan.errors import ClickfanError
 from clickfan.settings import Settings
 
@@ -319,6 +314,25 @@ def ensure_topics(
         )
 
 
+def wait_for_brokers(settings: Settings, timeout_s: float, console: Console) -> None:
+    """Wait until the cluster's metadata lists every broker (asked over the network)."""
+    wanted = len(settings.kafka_ports)
+    deadline = time.monotonic() + timeout_s
+    seen = 0
+    with console.status(f"waiting for {wanted} brokers"):
+        while True:
+            with contextlib.suppress(KafkaException):
+                seen = len(admin_client(settings.bootstrap_servers).list_topics(timeout=5).brokers)
+            if seen >= wanted:
+                return
+            if time.monotonic() > deadline:
+                raise ClickfanError(
+                    f"only {seen} of {wanted} brokers in the cluster's metadata after "
+                    f"{timeout_s:.0f}s at {settings.bootstrap_servers}"
+                )
+            time.sleep(POLL_S)
+
+
 def down(settings: Settings, console: Console, wipe: bool = False) -> None:
     """Stop every service (SIGTERM, then SIGKILL after the timeout)."""
     services = known_services(settings)
@@ -377,6 +391,21 @@ def start_one(settings: Settings, name: str, console: Console) -> None:
                 _fail(service, f"not healthy after {settings.start_timeout_s:.0f}s")
             time.sleep(POLL_S)
     console.print(f"[green]{name} is up[/] (pid {pid}).")
+
+
+def serve(settings: Settings, name: str, console: Console) -> NoReturn:
+    """Run one service in the foreground, as a container runs it (compose/docker-compose.yml).
+
+    The same preparation and command line as `clickfan up`, so the Docker and the
+    native stack cannot drift apart.
+    """
+    service = find_service(settings, name)
+    java = check_java(settings)
+    fetch_artifacts(settings, console)  # offline when the image already holds them
+    process.check_ports_free(settings.host, service.ports)
+    service.prepare(java)
+    console.print(f"serving {name} in the foreground")
+    process.exec_foreground(service.launch_spec(java))
 
 
 def stop_one(settings: Settings, name: str, console: Console) -> None:

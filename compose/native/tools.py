@@ -12,12 +12,8 @@ from pathlib import Path
 
 from clickfan.compose.native import artifacts
 from clickfan.compose.native.java import check_java
-from clickfan.compose.native.services import (
-    KAFKA_TOOLS_LOG4J2,
-    hadoop_java_argv,
-    kafka_classpath,
-    write_hadoop_conf,
-)
+from clickfan.compose.native.services.hdfs import hadoop_java_argv, write_hadoop_conf
+from clickfan.compose.native.services.kafka import KAFKA_TOOLS_LOG4J2, kafka_classpath
 from clickfan.errors import ClickfanError
 from clickfan.settings import Settings
 

@@ -1,132 +1,71 @@
-"""Helpers for the pipeline tests: worker processes, producing, and reading every sink back.
+"""Helpers for the pipeline tests: producing, and reading every sink back.
 
-Tests assert behaviour, not timings: each wait here is bounded and fails with
-what it was waiting for and what it saw, plus the tail of the worker logs.
+The Kafka readers, the waits and the worker processes live in tests/support.py
+(shared with the other tests) and are re-exported here, so that the pipeline
+tests keep importing everything from this module (`ps.lag`, `ps.WorkerProcess`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import posixpath
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from elasticsearch import Elasticsearch, helpers
 from hdfs import InsecureClient
 
 from clickfan.generators.producer import ClickProducer, ProduceSummary
 from clickfan.settings import Settings
 from clickfan.sinks.hdfs_layout import COMMITTED_DIR, TMP_DIR, ArchiveFile, bucket
-from tests.conftest import Names
+from tests.support import (
+    CLICKFAN,
+    Names,
+    Record,
+    WorkerProcess,
+    committed,
+    end_offsets,
+    lag,
+    logs,
+    read_topic,
+    wait_until,
+    worker_env,
+)
 
-CLICKFAN = str(Path(sys.executable).with_name("clickfan"))
-
-
-def worker_env(settings: Settings, names: Names, **extra: object) -> dict[str, str]:
-    """Environment for `clickfan worker` processes confined to one test's names."""
-    env = {
-        **os.environ,
-        "CLICKFAN_TOPIC": names.topic,
-        "CLICKFAN_DLQ_TOPIC": names.dlq_topic,
-        "CLICKFAN_ES_GROUP": names.es_group,
-        "CLICKFAN_HDFS_GROUP": names.hdfs_group,
-        "CLICKFAN_INDEX_PREFIX": names.index_prefix,
-        "CLICKFAN_HDFS_ROOT": names.hdfs_root,
-        # small rolls, so that tests see many of them (and kills land inside them)
-        "CLICKFAN_HDFS_ROLL_S": "2",
-        "CLICKFAN_HDFS_ROLL_RECORDS": "1000",
-        "CLICKFAN_WORKER_STATS_INTERVAL_S": "5",
-        "CLICKFAN_SINK_RETRY_MAX_S": "2",
-        "CLICKFAN_SINK_LOG_INTERVAL_S": "5",
-        # a killed member's partitions move on sooner
-        "CLICKFAN_WORKER_SESSION_TIMEOUT_S": "10",
-    }
-    env.update({f"CLICKFAN_{k.upper()}": str(v) for k, v in extra.items()})
-    return env
-
-
-class WorkerProcess:
-    """One `clickfan worker es|hdfs` process; restartable, its logs kept in one file."""
-
-    def __init__(self, kind: str, env: dict[str, str], log_dir: Path, name: str) -> None:
-        self.kind = kind
-        self.env = env
-        self.log_path = log_dir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.starts = 0
-
-    def start(self) -> None:
-        self.starts += 1
-        with self.log_path.open("ab") as log:
-            log.write(f"\n=== start #{self.starts} ===\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                [CLICKFAN, "worker", self.kind],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self, timeout: float = 40.0) -> int | None:
-        """SIGTERM and wait; the exit code (None if it had to be killed)."""
-        if self.proc is None or self.proc.poll() is not None:
-            return None if self.proc is None else self.proc.returncode
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-            return None
-
-    def tail(self, lines: int = 40) -> str:
-        if not self.log_path.exists():
-            return "(no log)"
-        text = self.log_path.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
-
-
-def logs(workers: list[WorkerProcess]) -> str:
-    return "\n".join(f"--- {w.log_path.name} ---\n{w.tail()}" for w in workers)
-
-
-def wait_until(
-    check: Callable[[], Any],
-    timeout: float,
-    what: str,
-    describe: Callable[[], str] = lambda: "",
-    interval: float = 1.0,
-) -> Any:
-    """Poll ``check`` until truthy; fail with ``what`` and ``describe()`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up after {timeout:g}s waiting for {what}\n{describe()}")
-        time.sleep(interval)
-
+__all__ = [
+    # from tests.support
+    "CLICKFAN",
+    "Names",
+    "Record",
+    "WorkerProcess",
+    "committed",
+    "end_offsets",
+    "lag",
+    "logs",
+    "read_topic",
+    "wait_until",
+    "worker_env",
+    # this module's own
+    "ArchivedFile",
+    "assert_archived",
+    "assert_exact",
+    "assert_indexed",
+    "check_archive",
+    "dead_letters",
+    "es_client",
+    "es_count",
+    "es_ids",
+    "hdfs_client",
+    "hour_boundary_start",
+    "iter_valid",
+    "leftovers",
+    "produce",
+    "read_archive",
+    "source_of",
+]
 
 # -- Kafka ----------------------------------------------------------------------
 
@@ -149,93 +88,6 @@ def produce(
     )
     assert summary.ok and summary.acknowledged == count, summary.to_dict()
     return summary
-
-
-def _consumer(settings: Settings, group: str | None = None) -> Consumer:
-    return Consumer(
-        {
-            "bootstrap.servers": settings.bootstrap_servers,
-            "group.id": group or "clickfan-tests-reader",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
-    )
-
-
-def end_offsets(settings: Settings, topic: str, partitions: int) -> dict[int, int]:
-    consumer = _consumer(settings)
-    try:
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in range(partitions)
-        }
-    finally:
-        consumer.close()
-
-
-# A group's coordinator can move or still be loading: ask again rather than fail.
-_COORDINATOR_BUSY = {
-    KafkaError.NOT_COORDINATOR,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError._TIMED_OUT,
-}
-
-
-def committed(settings: Settings, group: str, topic: str, partitions: int) -> dict[int, int]:
-    """The group's committed offsets (-1001 when none), read without joining the group."""
-    deadline = time.monotonic() + 30
-    while True:
-        consumer = _consumer(settings, group)
-        try:
-            tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], 10)
-            return {tp.partition: tp.offset for tp in tps}
-        except KafkaException as exc:
-            if exc.args[0].code() not in _COORDINATOR_BUSY or time.monotonic() > deadline:
-                raise
-        finally:
-            consumer.close()
-        time.sleep(0.5)
-
-
-def lag(settings: Settings, group: str, topic: str) -> int:
-    """Total lag of ``group`` on ``topic`` (records not yet committed)."""
-    ends = end_offsets(settings, topic, settings.partitions)
-    done = committed(settings, group, topic, settings.partitions)
-    return sum(end - max(done[p], 0) for p, end in ends.items())
-
-
-@dataclass(frozen=True)
-class Record:
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: dict[str, bytes]
-
-
-def read_topic(settings: Settings, topic: str) -> list[Record]:
-    """Every record of ``topic`` from the beginning to the current end."""
-    ends = end_offsets(settings, topic, settings.partitions)
-    consumer = _consumer(settings)
-    consumer.assign([TopicPartition(topic, p, 0) for p in ends if ends[p] > 0])
-    records: list[Record] = []
-    position = {p: 0 for p in ends}
-    deadline = time.monotonic() + 120
-    try:
-        while any(position[p] < ends[p] for p in ends):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"could not read {topic} to its end {ends}: at {position}")
-            for m in consumer.consume(1000, timeout=1.0):
-                if m.error():
-                    continue
-                records.append(
-                    Record(m.partition(), m.offset(), m.key(), m.value(), dict(m.headers() or []))
-                )
-                position[m.partition()] = m.offset() + 1
-    finally:
-        consumer.close()
-    return records
 
 
 def dead_letters(settings: Settings, names: Names, group: str) -> list[Record]:

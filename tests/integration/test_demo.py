@@ -7,20 +7,11 @@ import re
 import psutil
 import requests
 
-from tests.support import clickfan
+from tests.support import clickfan, names_env
 
 
 def test_demo_runs_the_pipeline_and_leaves_no_app_process_behind(stack, names) -> None:
-    env = {
-        "CLICKFAN_TOPIC": names.topic,
-        "CLICKFAN_DLQ_TOPIC": names.dlq_topic,
-        "CLICKFAN_ES_GROUP": names.es_group,
-        "CLICKFAN_HDFS_GROUP": names.hdfs_group,
-        "CLICKFAN_INDEX_PREFIX": names.index_prefix,
-        "CLICKFAN_HDFS_ROOT": names.hdfs_root,
-        "CLICKFAN_HDFS_ROLL_S": "2",
-        "COLUMNS": "120",
-    }
+    env = {**names_env(names), "CLICKFAN_HDFS_ROLL_S": "2", "COLUMNS": "120"}
     result = clickfan("demo", "--duration", "30", "--rate", "100", env=env, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr

@@ -16,8 +16,8 @@ from rich.console import Console
 from clickfan.compose.native import stack as native_stack
 from clickfan.generators.producer import ProduceSummary
 from clickfan.settings import Settings
-from tests.conftest import Names
 from tests.integration import pipeline_support as ps
+from tests.support import Names
 
 EVENTS = 4_000
 RATE = 200.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from clickfan.settings import Settings
-from tests.conftest import Names
 from tests.integration import pipeline_support as ps
+from tests.support import Names
 
 
 def test_every_event_reaches_both_sinks_exactly_once(

@@ -20,8 +20,8 @@ from clickfan.compose.native import stack as native_stack
 from clickfan.generators.producer import ProduceSummary
 from clickfan.settings import Settings
 from clickfan.sinks.hdfs_fence import data_name, partition_dir
-from tests.conftest import Names
 from tests.integration import pipeline_support as ps
+from tests.support import Names
 
 EVENTS = 2_000
 

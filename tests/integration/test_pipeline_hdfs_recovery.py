@@ -24,8 +24,8 @@ from clickfan.settings import Settings
 from clickfan.sinks.hdfs_fence import commit_name, data_name, partition_dir
 from clickfan.sinks.hdfs_layout import COMMITTED_DIR, TMP_DIR, ArchiveFile, Marker, Roll, bucket
 from clickfan.sinks.hdfs_roll import PendingRoll
-from tests.conftest import Names
 from tests.integration import pipeline_support as ps
+from tests.support import Names
 
 EVENTS = 1_200
 COMMITTED_END = 99  # partition 0: offsets 0..99 committed, not all renamed

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from clickfan.settings import Settings
-from tests.conftest import Names
 from tests.integration import pipeline_support as ps
+from tests.support import Names
 
 FIRST = 3_000  # held by the zombie when it is stopped
 SECOND = 1_000  # produced while it is stopped

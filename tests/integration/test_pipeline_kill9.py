@@ -16,8 +16,8 @@ from pathlib import Path
 
 from clickfan.generators.producer import ProduceSummary
 from clickfan.settings import Settings
-from tests.conftest import Names
 from tests.integration import pipeline_support as ps
+from tests.support import Names
 
 EVENTS = 5_000
 RATE = 250.0  # events/s: production lasts ~20 s, long enough for several kills
