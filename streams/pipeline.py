@@ -11,6 +11,10 @@ One task at a time touches the sink (the agent, the roll timer, the
 rebalance handlers and the shutdown drain share one lock), and a rebalance
 aborts pending work first, so a revoked partition is never written after its
 revocation and a record fetched before a rebalance is never written after it.
+
+This class knows nothing of how it is wired into Faust (streams.runtime does
+that) and lets every unexpected error escape: the runtime turns it into a
+non-zero exit.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import faust
 from faust.types import TP, EventT
 
 from clickfan.sinks.base import Aborted, Sink
+from clickfan.streams import faust_compat
 from clickfan.streams.deadletter import DeadLetterQueue
 from clickfan.streams.records import to_sink_records
 
@@ -49,9 +54,8 @@ class SinkPipeline:
         self._lock = asyncio.Lock()
         self._assigned: set[int] = set()
         self._stopping = False
-        self.records = 0
-        self.dead_lettered = 0
-        self.stale = 0
+        self.records = 0  # handed to the sink (valid or not; the invalid are dead-lettered)
+        self.stale = 0  # fetched before a rebalance, dropped here and read again
         self._last_stats = (time.monotonic(), 0)
 
     async def process(self, events: Sequence[EventT]) -> None:
@@ -73,7 +77,6 @@ class SinkPipeline:
             try:
                 if rejections:
                     await self._dlq.send(rejections)
-                    self.dead_lettered += len(rejections)
                 await self._sink.put(records)
                 self.records += len(records)
                 await self._commit(await self._sink.flush())
@@ -122,29 +125,8 @@ class SinkPipeline:
         committable = {TP(self._topic, p): o for p, o in offsets.items() if p in self._assigned}
         if not committable:
             return
-        # The consumer's own commit call: the member's generation, no ack bookkeeping.
-        if not await self._app.consumer._commit(committable):
+        if not await faust_compat.commit(self._app, committable):
             self._log.info("commit refused (rebalancing); the records will be read again")
-
-    def connect(self, stats_interval_s: float) -> None:
-        """Hook into the app: rebalances, shutdown, and a periodic progress line."""
-        app = self._app
-
-        @app.on_partitions_revoked.connect
-        async def revoked(sender: faust.App, revoked: set[TP], **_: object) -> None:
-            await self.on_revoked(revoked)
-
-        @app.on_partitions_assigned.connect
-        async def assigned(sender: faust.App, assigned: set[TP], **_: object) -> None:
-            await self.on_assigned(assigned)
-
-        @app.on_before_shutdown.connect
-        async def shutdown(sender: faust.App, **_: object) -> None:
-            await self._sink.stop()
-
-        @app.timer(stats_interval_s)
-        async def stats() -> None:
-            self.log_stats()
 
     def log_stats(self) -> None:
         then, records_then = self._last_stats
@@ -152,9 +134,11 @@ class SinkPipeline:
         rate = (self.records - records_then) / max(now - then, 1e-9)
         self._last_stats = (now, self.records)
         self._log.info(
-            "%d records handled (%.0f/s lately), %d dead-lettered, partitions %s",
+            "%d records handled (%.0f/s lately), %d dead-lettered, %d dropped as fetched "
+            "before a rebalance (read again), partitions %s",
             self.records,
             rate,
-            self.dead_lettered,
+            self._dlq.sent,
+            self.stale,
             sorted(self._assigned),
         )
