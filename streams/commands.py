@@ -48,6 +48,7 @@ def _start(kind: str, settings: Settings, bootstrap_servers: str | None) -> None
     from clickfan.streams import es_indexer, faust_compat, hdfs_archiver, runtime
 
     faust_compat.check_version()
+    faust_compat.read_any_header_keys()
     bootstrap = bootstrap_servers or settings.bootstrap_servers
     runtime.setup_logging(settings.worker_loglevel, settings.sink_log_interval_s)
     runtime.check_topics(bootstrap, settings.topic, settings.dlq_topic)

@@ -1,12 +1,13 @@
 """Every use of faust-streaming's private API, in one place, for the one version it was read from.
 
-The workers need two things Faust has no public API for:
+The workers need three things Faust (and aiokafka under it) has no public API for:
 
 - committing exactly the offsets a sink made durable, in the member's current
   generation and without Faust's ack bookkeeping: ``Consumer._commit``;
 - a Worker that hands Ctrl-C and SIGTERM to us (flush first, then stop) and
   draws no spinner: ``faust.Worker._on_sigint``, ``_on_sigterm``,
-  ``_schedule_shutdown`` and ``spinner``.
+  ``_schedule_shutdown`` and ``spinner``;
+- reading a record whose header key is not UTF-8 (see read_any_header_keys).
 
 Private calls can change meaning in any release without notice, and the
 offset commit is what "no loss, no duplicates" rests on. So a worker refuses
@@ -22,8 +23,11 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable, Mapping
 from importlib import metadata
+from typing import Any
 
 import faust
+from aiokafka.consumer import fetcher
+from aiokafka.record import default_records, memory_records
 from faust.types import TP
 
 from clickfan.errors import ClickfanError
@@ -44,6 +48,41 @@ def check_version() -> None:
             f"`pip install faust-streaming=={PINNED}`",
             exit_code=2,
         )
+
+
+# Kafka's protocol says a header key is a string, but no broker checks it, and a producer
+# we did not write (librdkafka's C API, say) can send any bytes. aiokafka decodes header
+# keys strictly, so such a record raises inside its fetcher, before any of our code sees
+# it, and every restart would stop at the same record. So the workers parse fetched
+# batches with aiokafka's pure-Python reader, which re-reads a record whose key is not
+# UTF-8 keeping the key's bytes as surrogate escapes (streams.records shows them escaped).
+
+
+class _LenientSlice(bytearray):
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return super().decode(encoding, "surrogateescape")
+
+
+class _LenientBuffer(bytearray):
+    def __getitem__(self, index: Any) -> Any:
+        item = super().__getitem__(index)
+        return _LenientSlice(item) if isinstance(index, slice) else item
+
+
+class _LenientRecordBatch(default_records._DefaultRecordBatchPy):
+    def _read_msg(self, *args: Any) -> Any:
+        try:
+            return super()._read_msg(*args)
+        except UnicodeDecodeError:
+            # _read_msg moves its position only once a whole record is read
+            self._buffer = _LenientBuffer(self._buffer)
+            return super()._read_msg(*args)
+
+
+def read_any_header_keys() -> None:
+    """Make the consumer read records whose header keys are not UTF-8 (see above)."""
+    memory_records.DefaultRecordBatch = _LenientRecordBatch  # the Python reader's batches
+    fetcher.MemoryRecords = memory_records._MemoryRecordsPy
 
 
 async def commit(app: faust.App, offsets: Mapping[TP, int]) -> bool:

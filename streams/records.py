@@ -28,11 +28,26 @@ def _as_bytes(value: object) -> bytes | None:
 
 
 def _as_text(value: object) -> str:
+    """A header key as text any producer can write back (the dead-letter topic's)."""
     if isinstance(value, str):
-        return value
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            # a key that was not UTF-8 on the wire arrives with its bytes as surrogate
+            # escapes (see faust_compat.read_any_header_keys): show those bytes escaped
+            raw = value.encode("utf-8", "surrogateescape") if _escapes_only(value) else None
+            if raw is None:
+                return value.encode("utf-8", "backslashreplace").decode("utf-8")
+            return raw.decode("utf-8", "backslashreplace")
     if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).decode("utf-8", "replace")
+        return bytes(value).decode("utf-8", "backslashreplace")
     return repr(value)
+
+
+def _escapes_only(text: str) -> bool:
+    """Whether every lone surrogate in text is a surrogateescape of one byte."""
+    return all(not "\ud800" <= c <= "\udfff" or "\udc80" <= c <= "\udcff" for c in text)
 
 
 def _headers(raw: object) -> tuple[tuple[str, bytes], ...]:
