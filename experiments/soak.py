@@ -764,7 +764,12 @@ def soak(
     )
     console = Console(stderr=True)
     outcome = run_experiment(
-        Soak(options), settings, out or Path(settings.experiment_out), None, console, keep
+        Soak(options),
+        settings,
+        out or Path(settings.experiment_out),
+        round(minutes * 60 * rate),  # the events the rate promises, for the report's header
+        console,
+        keep,
     )
     if not outcome.ok:
         raise ExperimentFailed(f"the soak found a problem: see {outcome.out_dir / 'report.md'}")
