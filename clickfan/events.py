@@ -154,6 +154,10 @@ def _is_timestamp(value: str) -> bool:
 
 
 def _is_ip(value: str) -> bool:
+    # an IPv6 zone (fe80::1%eth0) names an interface of the sender's machine, and
+    # Elasticsearch's ip type refuses it: the two groups would disagree
+    if "%" in value:
+        return False
     try:
         ipaddress.ip_address(value)
     except ValueError:
