@@ -165,6 +165,10 @@ _IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
 def _is_ip(value: str) -> bool:
     if _IPV4.fullmatch(value) is not None:
         return True
+    # an IPv6 zone (fe80::1%eth0) names an interface of the sender's machine, and
+    # Elasticsearch's ip type refuses it: the two groups would disagree
+    if "%" in value:
+        return False
     try:
         ipaddress.ip_address(value)
     except ValueError:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from clickfan.settings import Settings
 from clickfan.sinks.elasticsearch_sink import ElasticsearchConfig
+from clickfan.sinks.hdfs_sink import HdfsConfig, RollLimits
 from clickfan.sinks.retry import RetryPolicy
 
 
@@ -28,4 +29,18 @@ def elasticsearch(settings: Settings) -> ElasticsearchConfig:
         request_timeout_s=settings.sink_request_timeout_s,
         index_shards=settings.es_index_shards,
         index_replicas=settings.es_index_replicas,
+    )
+
+
+def hdfs(settings: Settings) -> HdfsConfig:
+    return HdfsConfig(
+        url=settings.webhdfs_url,
+        user=settings.hdfs_user,
+        root=settings.hdfs_root,
+        roll=RollLimits(
+            records=settings.hdfs_roll_records,
+            bytes=settings.hdfs_roll_bytes,
+            seconds=settings.hdfs_roll_s,
+        ),
+        request_timeout_s=settings.sink_request_timeout_s,
     )

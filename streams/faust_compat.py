@@ -91,6 +91,11 @@ async def commit(app: faust.App, offsets: Mapping[TP, int]) -> bool:
     return bool(await app.consumer._commit(offsets))
 
 
+async def seek(app: faust.App, tp: TP, offset: int) -> None:
+    """Read ``tp`` again from ``offset`` (Faust's own seek: it also resets its read offset)."""
+    await app.consumer.seek(tp, offset)
+
+
 class Worker(faust.Worker):
     """faust.Worker with clickfan's logging, no spinner, and stop signals handed to us."""
 

@@ -6,7 +6,7 @@ import logging
 
 from clickfan.settings import Settings
 from clickfan.sinks.hdfs_sink import HdfsSink
-from clickfan.streams import runtime
+from clickfan.streams import configs, runtime
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,9 @@ def create_worker(settings: Settings, bootstrap_servers: str) -> runtime.Worker:
         settings.hdfs_group,
         # the archiver writes no rejections of its own: invalid records are dead-lettered
         # before they reach it
-        lambda _dead_letter, abort: HdfsSink(settings, settings.topic, abort),
+        lambda _dead_letter, abort: HdfsSink(
+            configs.hdfs(settings), configs.retry_policy(settings), settings.topic, abort
+        ),
         log,
         tick_s=_ROLL_CHECK_S,
     )

@@ -7,6 +7,12 @@ resumes), and has had commit bugs (#606). So the source topic is declared
 with ``acks=False``, Faust never commits it, and this class commits exactly
 the offsets that Sink.flush() returns, right after the flush.
 
+Every record handed to the sink is the next one of its partition: the pipeline
+knows where each partition's reading starts (the group's committed offset, read
+at assignment) and, when a batch begins past that position (records dropped as
+fetched before a rebalance while Faust did not rewind), seeks back to it instead
+of handing the sink a gap that the next commit would skip for good.
+
 One task at a time touches the sink (the agent, the roll timer, the
 rebalance handlers and the shutdown drain share one lock), and a rebalance
 aborts pending work first, so a revoked partition is never written after its
@@ -23,6 +29,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 import faust
 from faust.types import TP, EventT
@@ -31,6 +38,14 @@ from clickfan.sinks.base import Aborted, Sink
 from clickfan.streams import faust_compat
 from clickfan.streams.deadletter import DeadLetterQueue
 from clickfan.streams.records import to_sink_records
+
+
+class Positions(Protocol):
+    """What the broker holds (streams.positions.BrokerPositions)."""
+
+    async def starting(self, partitions: set[int]) -> dict[int, int]: ...
+
+    async def first_offset(self, partition: int, offset: int) -> int | None: ...
 
 
 class SinkPipeline:
@@ -43,6 +58,7 @@ class SinkPipeline:
         abort: asyncio.Event,
         max_event_bytes: int,
         log: logging.Logger,
+        positions: Positions,
     ) -> None:
         self._app = app
         self._topic = topic
@@ -52,10 +68,14 @@ class SinkPipeline:
         self._max_event_bytes = max_event_bytes
         self._log = log
         self._lock = asyncio.Lock()
+        self._positions = positions
         self._assigned: set[int] = set()
+        self._next: dict[int, int] = {}  # partition -> the offset the sink needs next
         self._stopping = False
         self.records = 0  # handed to the sink (valid or not; the invalid are dead-lettered)
         self.stale = 0  # fetched before a rebalance, dropped here and read again
+        self.repeated = 0  # read again after a rewind, already handed to the sink
+        self.rewinds = 0  # seeks back over records that never reached the sink
         self._last_stats = (time.monotonic(), 0)
 
     async def process(self, events: Sequence[EventT]) -> None:
@@ -69,8 +89,9 @@ class SinkPipeline:
                 and e.message.generation_id == generation
                 and e.message.partition in self._assigned
             ]
-            # fetched before the last rebalance: Faust re-reads them from the commit
+            # fetched before the last rebalance: read again from the committed offset
             self.stale += len(events) - len(current)
+            current = await self._in_order(current)
             if not current:
                 return
             records, rejections = to_sink_records(current, self._max_event_bytes)
@@ -82,6 +103,42 @@ class SinkPipeline:
                 await self._commit(await self._sink.flush())
             except Aborted as exc:
                 self._log.info("gave up %s: partitions revoked, the next owner re-reads it", exc)
+
+    async def _in_order(self, events: Sequence[EventT]) -> list[EventT]:
+        """The events that continue each partition exactly where the sink is.
+
+        Earlier offsets (read again after a seek) are dropped. When a partition's next
+        event lies past the expected offset, the broker is asked what really comes next
+        there: offsets that hold no record (transaction markers, compaction) are passed
+        over; otherwise the partition is sought back and its events in this batch dropped.
+        """
+        taken: list[EventT] = []
+        rewind: dict[int, int] = {}
+        for e in events:
+            p, offset = e.message.partition, e.message.offset
+            expected = self._next.get(p, offset)
+            if p in rewind or offset < expected:
+                self.repeated += offset < expected
+                continue
+            if offset > expected:
+                actual = await self._positions.first_offset(p, expected)
+                if actual is None or actual < offset:
+                    rewind[p] = expected
+                    continue
+                self._log.info(
+                    "partition %d: offsets %d..%d hold no record (transaction markers, "
+                    "compaction, or retention deleted them)",
+                    p,
+                    expected,
+                    offset - 1,
+                )
+            self._next[p] = offset + 1
+            taken.append(e)
+        for p, offset in rewind.items():
+            self._log.info("partition %d: seeking back to %d, where the sink is", p, offset)
+            self.rewinds += 1
+            await faust_compat.seek(self._app, TP(self._topic, p), offset)
+        return taken
 
     async def tick(self) -> None:
         """Periodic: flush what became due by time alone (e.g. a roll's age)."""
@@ -118,6 +175,9 @@ class SinkPipeline:
             self._assigned = partitions
             if not self._stopping:
                 self._abort.clear()
+            # whatever was buffered before is gone (closed on revocation): start again
+            # from what the group committed
+            self._next = await self._positions.starting(partitions) if partitions else {}
             await self._sink.open(partitions)
             self._log.info("assigned partitions %s of %s", sorted(partitions), self._topic)
 
@@ -135,10 +195,12 @@ class SinkPipeline:
         self._last_stats = (now, self.records)
         self._log.info(
             "%d records handled (%.0f/s lately), %d dead-lettered, %d dropped as fetched "
-            "before a rebalance (read again), partitions %s",
+            "before a rebalance, %d seeks back over %d records read again, partitions %s",
             self.records,
             rate,
             self._dlq.sent,
             self.stale,
+            self.rewinds,
+            self.repeated,
             sorted(self._assigned),
         )

@@ -39,6 +39,7 @@ from clickfan.sinks.base import Aborted, DeadLetterFn, Sink
 from clickfan.streams import configs, faust_compat
 from clickfan.streams.deadletter import DeadLetterQueue
 from clickfan.streams.pipeline import SinkPipeline
+from clickfan.streams.positions import BrokerPositions
 
 P = ParamSpec("P")
 
@@ -242,7 +243,10 @@ def build(
     abort = asyncio.Event()
     dlq = DeadLetterQueue(app, settings.dlq_topic, group, configs.retry_policy(settings), abort)
     sink = make_sink(dlq.send, abort)
-    pipeline = SinkPipeline(app, settings.topic, sink, dlq, abort, settings.max_event_bytes, logger)
+    positions = BrokerPositions(bootstrap_servers, group, settings.topic)
+    pipeline = SinkPipeline(
+        app, settings.topic, sink, dlq, abort, settings.max_event_bytes, logger, positions
+    )
     worker = Worker(app, pipeline, group, settings.worker_stop_timeout_s)
     guard = worker.guard
 

@@ -60,6 +60,7 @@ HOSTILE: list[tuple[str, bytes, str]] = [
         "invalid_values",
     ),
     ("no zone", _with(event_time="2026-01-01T00:00:00"), "invalid_values"),
+    ("an IPv6 zone Elasticsearch refuses", _with(ip="fe80::1%eth0"), "invalid_values"),
     ("Arabic-Indic digits", _with(event_time="٢٠٢٦-01-01T00:00:00Z"), "invalid_values"),
     ("February 30", _with(event_time="2026-02-30T00:00:00Z"), "invalid_values"),
     ("extra named like a metadata field", _with(_id="x"), "invalid_values"),

@@ -24,7 +24,11 @@ EVENTS = EventGenerator(7, start_time=datetime(2026, 1, 1, tzinfo=UTC)).take(50)
 class FakeConsumer:
     def __init__(self) -> None:
         self.commits: list[dict[TP, int]] = []
+        self.seeks: list[tuple[TP, int]] = []
         self.accept = True
+
+    async def seek(self, tp: TP, offset: int) -> None:
+        self.seeks.append((tp, offset))
 
     async def _commit(self, offsets: Mapping[TP, int]) -> bool:
         self.commits.append(dict(offsets))
@@ -100,8 +104,25 @@ def event(partition: int, offset: int, value: bytes | None = None, generation: i
     return SimpleNamespace(message=message)
 
 
+class FakePositions:
+    """The broker as the pipeline asks it: committed offsets, and where records are."""
+
+    def __init__(self) -> None:
+        self.committed: dict[int, int] = {}
+        self.holes: set[tuple[int, int]] = set()  # (partition, offset) with no record
+
+    async def starting(self, partitions: set[int]) -> dict[int, int]:
+        return {p: self.committed.get(p, 0) for p in partitions}
+
+    async def first_offset(self, partition: int, offset: int) -> int | None:
+        while (partition, offset) in self.holes:
+            offset += 1
+        return offset
+
+
 class Harness:
     def __init__(self) -> None:
+        self.positions = FakePositions()
         self.app = FakeApp()
         self.abort = asyncio.Event()
         self.sink = FakeSink(self.abort)
@@ -114,6 +135,7 @@ class Harness:
             self.abort,
             max_event_bytes=65536,
             log=logging.getLogger("test.pipeline"),
+            positions=self.positions,
         )
 
     @property
@@ -204,6 +226,7 @@ def test_revocation_aborts_a_flush_waiting_for_a_down_sink() -> None:
 def test_records_fetched_in_an_older_generation_are_dropped_and_counted() -> None:
     async def scenario() -> None:
         h = Harness()
+        h.positions.committed = {0: 1}  # the group is past offset 0
         await h.assign(0)
         h.app.consumer_generation_id = 2
         await h.pipeline.process([event(0, 0, generation=1), event(0, 1, generation=2)])
@@ -219,6 +242,7 @@ def test_records_fetched_in_an_older_generation_are_dropped_and_counted() -> Non
 def test_stats_line_shows_the_dropped_count(caplog: pytest.LogCaptureFixture) -> None:
     async def scenario() -> None:
         h = Harness()
+        h.positions.committed = {0: 1}  # the group is past offset 0
         await h.assign(0)
         h.app.consumer_generation_id = 2
         await h.pipeline.process([event(0, 0, generation=1), event(0, 1, value=b"{", generation=2)])
@@ -287,5 +311,53 @@ def test_a_sink_error_that_is_not_an_abort_escapes() -> None:
         with pytest.raises(KeyError):
             await h.pipeline.process([event(0, 0)])
         assert h.commits == []
+
+    run(scenario)
+
+
+def test_a_batch_that_starts_past_the_sinks_position_seeks_back_instead_of_skipping() -> None:
+    async def scenario() -> None:
+        h = Harness()
+        h.positions.committed = {0: 100}
+        await h.assign(0)
+        # Faust went on from where it had read before the rebalance: 100..149 never came
+        await h.pipeline.process([event(0, 150), event(0, 151)])
+        assert h.sink.put_records == [] and h.commits == []
+        assert h.app.consumer.seeks == [(TP(TOPIC, 0), 100)]
+        # read again from 100: handed over in order, committed without a gap
+        await h.pipeline.process([event(0, o) for o in range(100, 152)])
+        assert [r.offset for r in h.sink.put_records] == list(range(100, 152))
+        assert h.commits == [{TP(TOPIC, 0): 152}]
+        # what arrives again below the position is not handed over twice
+        await h.pipeline.process([event(0, 151), event(0, 152)])
+        assert [r.offset for r in h.sink.put_records][-2:] == [151, 152]
+        assert h.pipeline.repeated == 1
+
+    run(scenario)
+
+
+def test_offsets_that_hold_no_record_on_the_broker_are_passed_over() -> None:
+    async def scenario() -> None:
+        h = Harness()
+        await h.assign(0)
+        h.positions.holes = {(0, 2)}  # a transaction marker
+        await h.pipeline.process([event(0, 0), event(0, 1), event(0, 3), event(0, 4)])
+        assert [r.offset for r in h.sink.put_records] == [0, 1, 3, 4]
+        assert h.app.consumer.seeks == []
+        assert h.commits == [{TP(TOPIC, 0): 5}]
+
+    run(scenario)
+
+
+def test_each_assignment_starts_again_from_what_the_group_committed() -> None:
+    async def scenario() -> None:
+        h = Harness()
+        await h.assign(0)
+        await h.pipeline.process([event(0, 0), event(0, 1)])
+        await h.revoke(0)
+        h.positions.committed = {0: 1}  # say only offset 0 was committed before
+        await h.assign(0)
+        await h.pipeline.process([event(0, 2)])  # Faust did not rewind: 1 is missing
+        assert h.app.consumer.seeks == [(TP(TOPIC, 0), 1)]
 
     run(scenario)
