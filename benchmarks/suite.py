@@ -214,7 +214,6 @@ class Suite:
         self.hdfs_root = f"/benchmarks/{self.prefix}"
         self.hdfs = InsecureClient(settings.webhdfs_url, user=settings.hdfs_user, timeout=60)
         self.es = Elasticsearch(settings.es_url, request_timeout=120)
-        self.services = stack_pids()
         self.log_dir = settings.home / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.values: list[bytes] = []  # the data topic's records
@@ -269,7 +268,7 @@ class Suite:
         proc = subprocess.Popen(
             argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        meter = CpuMeter(self.services)
+        meter = CpuMeter(stack_pids())
         spy = None
         first: tuple[float, int] | None = None
         load = now_load()
@@ -332,7 +331,7 @@ class Suite:
         for r in range(self.rounds):
             order = ("reference", "ours") if r % 2 == 0 else ("ours", "reference")
             for who in order:
-                meter = CpuMeter(self.services).start()
+                meter = CpuMeter(stack_pids()).start()
                 load = now_load()
                 if who == "reference":
                     before = children_cpu_s()
@@ -477,7 +476,7 @@ class Suite:
              "_source": e}
             for e in events
         )  # fmt: skip
-        meter = CpuMeter(self.services).start()
+        meter = CpuMeter(stack_pids()).start()
         load = now_load()
         before = self_cpu_s()
         began = time.monotonic()
@@ -532,7 +531,7 @@ class Suite:
         return sizes
 
     def raw_webhdfs(self, root: str, data: bytes, sizes: list[int]) -> Trial:
-        meter = CpuMeter(self.services).start()
+        meter = CpuMeter(stack_pids()).start()
         load = now_load()
         before = self_cpu_s()
         began = time.monotonic()
@@ -592,9 +591,10 @@ def bounded(series: list[tuple[float, float]], warmup_s: float, rate: float) -> 
 
 def end_to_end(
     settings: Settings, rates: list[float], seconds: float, warmup_s: float, out: Path,
-    services: dict[str, int], max_rate: float,
+    max_rate: float, linger_ms: int,
 ) -> list[dict[str, Any]]:  # fmt: skip
     bench = pipeline.Bench(settings, roll_s=5.0)
+    bench.env["CLICKFAN_PRODUCE_LINGER_MS"] = str(linger_ms)
     bench.create_topics()
     results: list[dict[str, Any]] = []
     try:
@@ -603,7 +603,7 @@ def end_to_end(
         queue = list(rates)
         while queue:
             rate = queue.pop(0)
-            meter = CpuMeter(services).start()
+            meter = CpuMeter(stack_pids()).start()
             for kind, proc in zip(("es-worker", "hdfs-worker"), bench.workers, strict=True):
                 meter.add(kind, proc.pid)
             load = now_load()
@@ -711,6 +711,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=45.0)
     parser.add_argument("--warmup-s", type=float, default=10.0)
     parser.add_argument("--max-rate", type=float, default=5000.0, help="stop searching here")
+    parser.add_argument(
+        "--linger-ms",
+        type=int,
+        default=50,
+        help="the producer's linger.ms end to end (50: a quarter of the CPU of 5 at 2 000/s)",
+    )
     parser.add_argument("--stages", default="producer,consume,es,hdfs,profile,e2e")
     parser.add_argument("--out", type=Path, default=Path("reports"))
     args = parser.parse_args()
@@ -752,7 +758,7 @@ def main() -> None:
         print("end to end")
         rates = [float(r) for r in args.rates.split(",")]
         e2e = end_to_end(
-            settings, rates, args.seconds, args.warmup_s, args.out, suite.services, args.max_rate
+            settings, rates, args.seconds, args.warmup_s, args.out, args.max_rate, args.linger_ms
         )
     report = {
         "stamp": stamp,
@@ -761,6 +767,7 @@ def main() -> None:
         "load_at_end": os.getloadavg(),
         "minutes": round((time.monotonic() - began) / 60, 1),
         "events": args.events,
+        "e2e_linger_ms": args.linger_ms,
         "rounds": args.rounds,
         "stages": [st.summary() for st in stages],
         "end_to_end": e2e,
