@@ -621,6 +621,9 @@ def end_to_end(
             result["bounded"] = {g: bounded(v, warmup_s, rate) for g, v in lags.items()}
             result["lag_max"] = {g: max((v for _, v in s), default=0) for g, s in lags.items()}
             result["cpu_s_per_1000"] = meter.per_1000(max(produced, 1))
+            # where the cores go: CPU seconds per second of the steady phase
+            result["cores_used"] = {n: round(c / seconds, 3) for n, c in meter.used.items()}
+            result["produced"] = produced
             results.append(result)
             png = out / f"bench-e2e-{int(rate)}-{datetime.now():%Y%m%d-%H%M%S}.png"
             pipeline.plot(probes, lags, png, rate)
@@ -675,7 +678,8 @@ def write_report(report: dict[str, Any], out: Path, stamp: str) -> Path:
             rows.append(f"| {st['name']} | {name} | {c:.3f} |")
     for e in report["end_to_end"]:
         for name, c in sorted(e["cpu_s_per_1000"].items()):
-            rows.append(f"| end to end {e['rate']:,.0f}/s | {name} | {c:.3f} |")
+            cores = e["cores_used"].get(name, 0.0)
+            rows.append(f"| end to end {e['rate']:,.0f}/s | {name} | {c:.3f} ({cores:.2f} cores) |")
     md = out / f"bench-{stamp}.md"
     md.write_text("\n".join(rows) + "\n")
     return md
