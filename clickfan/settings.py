@@ -105,6 +105,11 @@ class Settings:
     lag_webhook_url: str = ""  # POST a notice on group status change; empty: log only
     lag_config: str = ""  # TOML file listing clusters; empty: the local stack only
 
+    # the live web page (`clickfan dashboard`, started by `clickfan demo` too)
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8080
+    dashboard_interval_s: float = 1.0  # between reads of the pipeline and pushes to the page
+
     # pipeline: the two workers (streams/) and their sinks (sinks/)
     es_group: str = "es-indexer"  # consumer group of `clickfan worker es`
     hdfs_group: str = "hdfs-archiver"  # consumer group of `clickfan worker hdfs`
