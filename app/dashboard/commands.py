@@ -15,7 +15,7 @@ from aiohttp import web
 from clickfan.app.dashboard.actions import ActionLog, Actions, ManagedApps
 from clickfan.app.dashboard.readers import PipelineReader
 from clickfan.app.dashboard.server import Dashboard
-from clickfan.compose.native import stack
+from clickfan.compose.native import process, stack
 from clickfan.errors import ClickfanError
 from clickfan.lagmon import config as lagconfig
 from clickfan.lagmon.monitor import Monitor
@@ -46,6 +46,11 @@ class Running:
 
 
 async def _start(settings: Settings, apps: ManagedApps, host: str, port: int) -> Running:
+    if not process.port_is_free(host, port):
+        raise ClickfanError(
+            f"cannot serve the dashboard on {host}:{port}: the port is taken by "
+            f"{process.port_owner(port)}; choose another with --port or CLICKFAN_DASHBOARD_PORT"
+        )
     # the lag monitor's own evaluation settings, read as often as the page updates
     config = lagconfig.defaults(settings).with_overrides(interval_s=settings.dashboard_interval_s)
     monitor = Monitor(config)

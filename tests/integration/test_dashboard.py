@@ -18,7 +18,6 @@ import re
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,8 +163,10 @@ class DashboardPage:
         before = self.page.locator("#action-log li").count()
         self.click(action)
         wait_until(
-            lambda: self.page.locator("#action-log li").count() > before
-            and self.last_entry()[0] != "running",
+            lambda: (
+                self.page.locator("#action-log li").count() > before
+                and self.last_entry()[0] != "running"
+            ),
             timeout=timeout,
             what=what,
             describe=lambda: self.last_entry()[1],
@@ -207,9 +208,11 @@ def test_page_loads_without_errors_and_its_counts_rise(
 ) -> None:
     first = page.number("#produced") or 0
     wait_until(
-        lambda: (page.number("#produced") or 0) > first + 200
-        and (page.number("#es-docs") or 0) > 0
-        and (page.number("#hdfs-files") or 0) > 0,
+        lambda: (
+            (page.number("#produced") or 0) > first + 200
+            and (page.number("#es-docs") or 0) > 0
+            and (page.number("#hdfs-files") or 0) > 0
+        ),
         timeout=180,
         what="the page's counts to rise: appended records, documents, HDFS files",
         describe=dashboard.logs,
