@@ -14,7 +14,8 @@ from aiohttp import web
 
 from clickfan.app.dashboard.actions import ActionLog, Actions, ManagedApps
 from clickfan.app.dashboard.readers import PipelineReader
-from clickfan.app.dashboard.server import Dashboard
+from clickfan.app.dashboard.server import CHART_LIBRARY, STATIC, Dashboard
+from clickfan.app.demo import AppProcess
 from clickfan.compose.native import process, stack
 from clickfan.errors import ClickfanError
 from clickfan.lagmon import config as lagconfig
@@ -94,8 +95,10 @@ def _services(settings: Settings) -> dict[str, bool] | None:
     }
 
 
-def start_in_thread(settings: Settings, apps: ManagedApps) -> Running:
-    """Serve in a daemon thread with its own event loop (for `clickfan demo`)."""
+def start_in_thread(settings: Settings, processes: list[AppProcess], rate: float | None) -> Running:
+    """Serve in a daemon thread with its own event loop, controlling `clickfan demo`'s
+    processes (named as ManagedApps names them) and its producer's rate."""
+    apps = ManagedApps(processes, rate)
     loop = asyncio.new_event_loop()
     started: list[Running | BaseException] = []
     ready = threading.Event()
@@ -126,6 +129,12 @@ async def _serve(settings: Settings, apps: ManagedApps, host: str, port: int) ->
     running = await _start(settings, apps, host, port)
     click.echo(f"clickfan dashboard on {running.url} (Ctrl-C stops it)", err=True)
     logging.getLogger(__name__).info("serving on %s", running.url)
+    if not (CHART_LIBRARY / "uPlot.iife.min.js").exists():
+        click.echo(
+            "no chart library: the page draws no charts until "
+            f"`npm ci --prefix {STATIC}` (`make install` does it) installs uPlot",
+            err=True,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
