@@ -16,6 +16,7 @@ entry, which the server pushes to the page.
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import os
@@ -186,16 +187,21 @@ class Actions:
 
     # -- what the page may offer ------------------------------------------------
 
-    def available(self) -> dict[str, Any]:
+    @functools.cached_property
+    def quick_experiments(self) -> list[str]:
+        # importing the experiments loads matplotlib: once, and not for every page
         from clickfan.experiments.registry import available
 
+        return [n for n, e in available().items() if e.quick]
+
+    def available(self) -> dict[str, Any]:
         return {
             "services": self.services if self.local_stack() else [],
             "brokers": self.brokers if self.local_stack() else [],
             "workers": [n for n in self.apps.apps if n != "producer"],
             "producer": "producer" in self.apps.apps,
             "groups": [self.settings.es_group, self.settings.hdfs_group],
-            "experiments": [n for n, e in available().items() if e.quick],
+            "experiments": self.quick_experiments,
         }
 
     # -- checks, then a thread ----------------------------------------------------
@@ -341,10 +347,8 @@ class Actions:
         return f"replay {group} to {target.describe()}", run
 
     def _experiment(self, p: dict[str, Any]) -> tuple[str, Callable[[Entry], None]]:
-        from clickfan.experiments.registry import available
-
         name = str(p.get("name", ""))
-        quick = [n for n, e in available().items() if e.quick]
+        quick = self.quick_experiments
         if name not in quick:
             raise Refused(f"unknown quick experiment {name!r}; known: {', '.join(quick)}", 404)
         if not self.experiment_running.acquire(blocking=False):

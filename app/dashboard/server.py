@@ -84,6 +84,7 @@ class Dashboard:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.read_ms: float = 0.0  # how long the last reading took
         self._task: asyncio.Task[None] | None = None
+        self._warm: asyncio.Task[Any] | None = None  # the actions' list, made before a page asks
 
     # -- reading loop ---------------------------------------------------------------
 
@@ -115,6 +116,7 @@ class Dashboard:
             self.hub.publish, "log", entry.to_json()
         )
         self._task = asyncio.create_task(self._loop())
+        self._warm = asyncio.create_task(asyncio.to_thread(self.actions.available))
 
     async def on_cleanup(self, app: web.Application) -> None:
         if self._task:

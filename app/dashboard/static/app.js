@@ -256,7 +256,9 @@ async function showReport(name) {
 
 // ---------------------------------------------------------------- start
 
+const drawn = []; // milliseconds each of the last 60 renders took (shown in the header)
 function render(state) {
+  const began = performance.now();
   renderBrokers(state);
   renderProducer(state);
   renderTopic(state);
@@ -267,13 +269,22 @@ function render(state) {
   addPoint(state.point);
   drawCharts();
   document.body.dataset.updated = String(state.at);
+  drawn.push(performance.now() - began);
+  if (drawn.length > 60) drawn.shift();
+  if (drawn.length === 1) performance.mark("clickfan-first-render");
+  const mean = drawn.reduce((a, b) => a + b, 0) / drawn.length;
+  $("#connection").textContent =
+    `live · read ${time(state.at)} in ${state.read_ms} ms · drawn in ${mean.toFixed(1)} ms`;
   window.dispatchEvent(new CustomEvent("clickfan-state", { detail: state }));
 }
 
 async function start() {
-  const meta = await (await fetch("/api/meta")).json();
-  renderActions(meta.actions);
-  meta.log.forEach(renderEntry);
+  // the state first: actions and reports fill in beside it
+  fetch("/api/meta").then((r) => r.json()).then((meta) => {
+    renderActions(meta.actions);
+    meta.log.forEach(renderEntry);
+  });
+  loadReports();
   const history = await (await fetch("/api/history")).json();
   const events = new EventSource("/api/events");
   let first = true;
@@ -287,9 +298,7 @@ async function start() {
     render(state);
   });
   events.addEventListener("log", (ev) => renderEntry(JSON.parse(ev.data)));
-  events.onopen = () => { $("#connection").textContent = "live"; };
   events.onerror = () => { $("#connection").textContent = "reconnecting…"; };
-  loadReports();
 }
 
 start();
