@@ -229,7 +229,7 @@ class Actions:
             run(entry)
         except (ClickfanError, Refused) as exc:
             self.log.close(entry, False, str(exc))
-        except Exception as exc:  # noqa: BLE001 - the page must hear of any failure
+        except Exception as exc:  # the page must hear of any failure
             self.log.close(entry, False, f"failed: {type(exc).__name__}: {exc}")
         else:
             if entry.state == "running":

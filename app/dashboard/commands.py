@@ -111,7 +111,7 @@ def start_in_thread(settings: Settings, processes: list[AppProcess], rate: float
                     _start(settings, apps, settings.dashboard_host, settings.dashboard_port)
                 )
             )
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+        except BaseException as exc:  # handed to the calling thread
             started.append(exc)
             ready.set()
             return

@@ -84,6 +84,7 @@ class Dashboard:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.read_ms: float = 0.0  # how long the last reading took
         self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
         self._warm: asyncio.Task[Any] | None = None  # the actions' list, made before a page asks
 
     # -- reading loop ---------------------------------------------------------------
@@ -99,16 +100,19 @@ class Dashboard:
         return state
 
     async def _loop(self) -> None:
-        while True:
+        # ends when _stop is set, never in the middle of a reading: the Kafka clients
+        # must not be closed under the thread that uses them
+        while not self._stop.is_set():
             began = time.monotonic()
             try:
-                # shielded: cancelling waits for the reading thread instead of leaving it
-                reading = await asyncio.shield(asyncio.to_thread(self.reader.read))
+                reading = await asyncio.to_thread(self.reader.read)
                 self.read_ms = (time.monotonic() - began) * 1000
                 self.hub.publish("state", self.tick(reading))
-            except Exception:  # noqa: BLE001 - one failed reading must not end the page
+            except Exception:  # one failed reading must not end the page
                 log.exception("reading the pipeline failed; trying again")
-            await asyncio.sleep(max(self.interval_s - (time.monotonic() - began), 0.05))
+            pause = max(self.interval_s - (time.monotonic() - began), 0.05)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), pause)
 
     async def on_startup(self, app: web.Application) -> None:
         self.loop = asyncio.get_running_loop()
@@ -119,12 +123,9 @@ class Dashboard:
         self._warm = asyncio.create_task(asyncio.to_thread(self.actions.available))
 
     async def on_cleanup(self, app: web.Application) -> None:
+        self._stop.set()
         if self._task:
-            self._task.cancel()
-            # a reading still running in its thread finishes first: the Kafka clients
-            # must not be torn down under it
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
 
     # -- the page -------------------------------------------------------------------
 
@@ -161,6 +162,8 @@ class Dashboard:
 
     async def api_meta(self, request: web.Request) -> web.Response:
         available = await asyncio.to_thread(self.actions.available)
+        if request.remote not in LOOPBACK:  # they would be refused: not offered
+            available = {k: [] if isinstance(v, list) else False for k, v in available.items()}
         return web.json_response(
             {"actions": available, "log": self.log.to_json(), "interval_s": self.interval_s}
         )
@@ -185,8 +188,8 @@ class Dashboard:
                     await response.write(_sse(event, data))
                 except TimeoutError:
                     await response.write(b": keep-alive\n\n")
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the page was closed
         finally:
             self.hub.queues.discard(queue)
         return response

@@ -176,6 +176,16 @@ def test_actions_only_from_the_loopback_address(tmp_path: Path) -> None:
         assert exc.status == 403 and "only taken from 127.0.0.1 (not 192.0.2.7)" in str(exc)
     else:
         raise AssertionError("a request from 192.0.2.7 was accepted")
+    # and such a page is offered none
+    page = make_mocked_request("GET", "/api/meta", transport=transport)
+    meta = json.loads(asyncio.run(dashboard.api_meta(page)).text)
+    assert meta["actions"]["services"] == [] and meta["actions"]["groups"] == []
+    local = make_mocked_request(
+        "GET",
+        "/api/meta",
+        transport=mock.Mock(**{"get_extra_info.return_value": ("127.0.0.1", 40000)}),
+    )
+    assert json.loads(asyncio.run(dashboard.api_meta(local)).text)["actions"]["services"]
 
 
 def test_reports_are_listed_and_rendered_with_their_plots(tmp_path: Path) -> None:

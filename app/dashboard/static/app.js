@@ -206,6 +206,10 @@ function renderActions(a) {
       h("button", { "data-action": "producer-rate",
         onclick: () => act("producer", { rate: input.value }, `set the producer to ${input.value} events/s?`) }, "set")));
   }
+  if (!a.groups.length) {
+    $("#actions .body").replaceChildren(h("p.muted", {}, "actions are offered only to a page opened on 127.0.0.1"));
+    return;
+  }
   const group = h("select", { id: "replay-group" }, a.groups.map((g) => h("option", { value: g }, g)));
   const mode = h("select", { id: "replay-mode" },
     ["earliest", "a time", "a shift"].map((m) => h("option", { value: m }, m)));
