@@ -182,8 +182,8 @@ class DashboardPage:
         return path
 
 
-@pytest.fixture
-def page(browser: Browser, dashboard: DashboardProcess) -> Iterator[DashboardPage]:
+@contextlib.contextmanager
+def open_page(browser: Browser, d: DashboardProcess) -> Iterator[DashboardPage]:
     context = browser.new_context(viewport={"width": 1500, "height": 1000})
     p = context.new_page()
     errors: list[str] = []
@@ -195,12 +195,18 @@ def page(browser: Browser, dashboard: DashboardProcess) -> Iterator[DashboardPag
     p.on("console", on_console)
     p.on("pageerror", lambda exc: errors.append(str(exc)))
     p.on("dialog", lambda dialog: dialog.accept())  # each action's confirmation
-    p.goto(dashboard.url)
+    p.goto(d.url)
     p.wait_for_selector("#group-indexer")
     try:
         yield DashboardPage(p, errors)
     finally:
         context.close()
+
+
+@pytest.fixture
+def page(browser: Browser, dashboard: DashboardProcess) -> Iterator[DashboardPage]:
+    with open_page(browser, dashboard) as p:
+        yield p
 
 
 def test_page_loads_without_errors_and_its_counts_rise(
@@ -357,3 +363,30 @@ def test_replay_from_the_page_raises_the_lag_to_the_log_size_and_it_drains(
     # the browser logs the refused request's 409 itself; nothing else went wrong
     conflict = "the server responded with a status of 409 (Conflict)"
     assert [e for e in page.errors if conflict not in e] == [], page.errors
+
+
+def test_a_quick_experiment_from_the_page_and_its_report(
+    stack: Settings, names: Names, tmp_path: Path, browser: Browser
+) -> None:
+    reports = tmp_path / "reports"
+    d = start_dashboard(stack, names, tmp_path / "logs", rate=0, experiment_out=reports)
+    try:
+        with open_page(browser, d) as page:
+            assert "no reports" in page.page.locator("#reports").inner_text()
+            page.page.select_option("#experiment-name", "partitioner")  # Kafka only
+            text = page.run("experiment", "the partitioner experiment", timeout=600)
+            assert "partitioner" in text
+            link = page.page.locator("#reports a", has_text="partitioner")
+            wait_until(lambda: link.count() == 1, timeout=30, what="the new report in the list")
+            link.click()
+            page.page.wait_for_selector("#report h1")
+            images = page.page.locator("#report img")
+            assert images.count() >= 1, "the report shows no plot"
+            page.page.wait_for_function(
+                "[...document.querySelectorAll('#report img')].every((i) => i.naturalWidth > 0)",
+                timeout=30_000,
+            )
+            page.shot("dashboard-report")
+            assert page.errors == [], page.errors
+    finally:
+        d.stop()
