@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "experiment": ("clickfan.experiments.commands:experiment", "Run the experiments."),
     "demo": ("clickfan.app.demo:demo", "The whole pipeline, live."),
     "dashboard": ("clickfan.app.dashboard.commands:dashboard", "Serve the live web page."),
+    "soak": ("clickfan.experiments.soak:soak", "Traffic, hostile records and faults; count all."),
 }
 
 

@@ -27,8 +27,8 @@ from rich.table import Table
 from clickfan.compose.native import stack
 from clickfan.errors import ClickfanError
 from clickfan.lagmon.cluster import KafkaCluster
-from clickfan.lagmon.commands import read_lag
 from clickfan.lagmon.config import ClusterConfig
+from clickfan.lagmon.reader import TopicLag, topic_lag
 from clickfan.settings import Settings, load
 
 CLICKFAN = str(Path(sys.executable).with_name("clickfan"))
@@ -78,7 +78,7 @@ class AppProcess:
 class Sample:
     at: float
     produced: int = 0
-    lag: dict[str, int] = field(default_factory=dict)
+    lag: dict[str, TopicLag] = field(default_factory=dict)
     es_docs: int | None = None
     hdfs_files: int | None = None
     hdfs_bytes: int | None = None
@@ -93,14 +93,11 @@ class PipelineView:
         self.kafka = KafkaCluster(
             ClusterConfig("local", tuple(settings.bootstrap_servers.split(",")))
         )
-        self.admin = stack.admin_client(settings.bootstrap_servers)
         self.groups = (settings.es_group, settings.hdfs_group)
         self.previous: Sample | None = None
 
     def _records(self, topic: str) -> int:
-        metadata = self.admin.list_topics(topic, timeout=5)
-        partitions = metadata.topics[topic].partitions
-        ends = self.kafka.log_end_offsets((topic, p) for p in partitions)
+        ends = self.kafka.log_end_offsets((topic, p) for p in self.kafka.partitions(topic))
         return sum(ends.values())
 
     def sample(self) -> Sample:
@@ -108,12 +105,9 @@ class PipelineView:
         try:
             s.produced = self._records(self.settings.topic)
             s.dead_letters = self._records(self.settings.dlq_topic)
-            rows = {r.group: r for r in read_lag(self.kafka, None, None)}
             for group in self.groups:
-                partitions = rows[group].partitions if group in rows else ()
-                mine = [p for p in partitions if p.topic == self.settings.topic]
-                # a group that has committed nothing yet has everything still to read
-                s.lag[group] = sum(p.lag for p in mine) if mine else s.produced
+                # a partition without a commit counts with its whole log
+                s.lag[group] = topic_lag(self.kafka, group, self.settings.topic)
         except (KafkaException, ClickfanError):
             pass  # e.g. the group coordinator still loading right after start-up
         try:
@@ -145,7 +139,9 @@ class PipelineView:
             "producer", f"{rate:,.0f} events/s", f"{s.produced:,} records on {self.settings.topic}"
         )
         for group in self.groups:
-            numbers.add_row(f"group {group}", f"lag {s.lag.get(group, 0):,}", "")
+            lag = s.lag.get(group)
+            shown = "-" if lag is None else f"lag {lag.lag:,}"
+            numbers.add_row(f"group {group}", shown, lag.note or "" if lag else "")
         numbers.add_row(
             "Elasticsearch", _n(s.es_docs, "documents"), f"{self.settings.index_prefix}-*"
         )
@@ -174,12 +170,19 @@ class PipelineView:
         if self.previous and s.at > self.previous.at:
             rate = (s.produced - self.previous.produced) / (s.at - self.previous.at)
         self.previous = s
-        lags = "  ".join(f"lag {g} {s.lag.get(g, 0):,}" for g in self.groups)
+        lags = "  ".join(f"lag {g} {_lag(s.lag.get(g))}" for g in self.groups)
         return (
             f"produced {s.produced:,} ({rate:,.0f}/s)  {lags}  "
             f"es {_n(s.es_docs, 'docs')}  hdfs {_n(s.hdfs_files, 'files')}  "
             f"dead letters {s.dead_letters:,}"
         )
+
+
+def _lag(lag: TopicLag | None) -> str:
+    """A group's lag for the plain line: the number, and "(no commits yet)" if so."""
+    if lag is None:
+        return "-"
+    return f"{lag.lag:,}" + (f" ({lag.note})" if lag.note else "")
 
 
 def _n(value: int | None, unit: str) -> str:

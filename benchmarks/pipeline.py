@@ -47,6 +47,7 @@ from clickfan.compose.native.stack import admin_client  # noqa: E402
 from clickfan.generators.producer import ClickProducer  # noqa: E402
 from clickfan.lagmon.cluster import KafkaCluster  # noqa: E402
 from clickfan.lagmon.config import ClusterConfig  # noqa: E402
+from clickfan.lagmon.reader import topic_lag  # noqa: E402
 from clickfan.settings import Settings, load  # noqa: E402
 
 CLICKFAN = str(Path(sys.executable).with_name("clickfan"))
@@ -136,13 +137,7 @@ class Bench:
     # -- measurements ---------------------------------------------------------
 
     def lag(self, group: str) -> int:
-        committed = {
-            tp: o for tp, o in self.kafka.committed(group).items() if tp[0] == self.settings.topic
-        }
-        ends = self.kafka.log_end_offsets(
-            (self.settings.topic, p) for p in range(self.settings.partitions)
-        )
-        return sum(end - committed.get(tp, 0) for tp, end in ends.items())
+        return topic_lag(self.kafka, group, self.settings.topic).lag
 
     def searchable(self, event_ids: list[str]) -> set[str]:
         s = self.settings

@@ -1,20 +1,112 @@
-"""Every default of clickfan, in one place.
+"""Every default of clickfan, in one place, with the values each setting allows.
 
-A field's default lives here and nowhere else. Each can be overridden by an
-environment variable named ``CLICKFAN_<FIELD>`` (upper case), and commands
-override both with their flags via :func:`dataclasses.replace`.
+A field's default lives here and nowhere else, and so does its allowed range
+(in the field's metadata, beside the default). Each can be overridden by an
+environment variable named ``CLICKFAN_<FIELD>`` (upper case), checked when
+settings are loaded: a value out of range stops the command with exit 2 and
+one line naming the variable and what it allows. Commands override both with
+their flags via :func:`dataclasses.replace` (flags are checked by the commands).
+
+Left unchecked here, because the program that reads them says best what is
+wrong: versions (Maven), heap sizes (the JVM), paths, URLs and the index
+prefix (the Elasticsearch sink checks it at start).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
+
+from clickfan.errors import ClickfanError
 
 
-class SettingsError(ValueError):
-    """A CLICKFAN_* variable that cannot be read as its field's type."""
+class SettingsError(ClickfanError, ValueError):
+    """A CLICKFAN_* variable that cannot be read as its field's type or is out of range."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """The values a setting allows; kept in its field's metadata, next to the default."""
+
+    low: float | None = None
+    high: float | None = None
+    above: bool = False  # low itself is not allowed
+    choices: tuple[str, ...] = ()
+    pattern: str = ""
+    wants: str = ""  # what pattern means, for the message
+    ports: bool = False  # a non-empty list of distinct ports
+
+    def describe(self, value: object) -> str:
+        if self.ports:
+            return "a comma-separated list of distinct ports 1..65535, not empty"
+        if self.choices:
+            return f"one of {', '.join(self.choices)}"
+        if self.pattern:
+            return self.wants
+        kind = "an integer" if isinstance(value, int) else "a finite number"
+        if self.low is not None and self.high is not None:
+            return f"{kind} from {self.low:g} to {self.high:g}"
+        if self.low is not None:
+            return f"{kind} {'above' if self.above else 'of at least'} {self.low:g}"
+        return kind
+
+    def allows(self, value: object) -> bool:
+        if self.ports:
+            return (
+                isinstance(value, tuple)
+                and len(value) > 0
+                and len(set(value)) == len(value)
+                and all(1 <= p <= 65535 for p in value)
+            )
+        if self.choices:
+            return value in self.choices
+        if self.pattern:
+            return isinstance(value, str) and re.fullmatch(self.pattern, value) is not None
+        if not isinstance(value, int | float) or not math.isfinite(value):
+            return False
+        if self.low is not None and (value <= self.low if self.above else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+
+def _allowed(default: Any, allowed: Allowed) -> Any:
+    return field(default=default, metadata={"allowed": allowed})
+
+
+def _range(default: float, low: float, high: float | None = None, *, above: bool = False) -> Any:
+    return _allowed(default, Allowed(low=low, high=high, above=above))
+
+
+def _port(default: int) -> Any:
+    return _range(default, 1, 65535)
+
+
+def _ports(default: tuple[int, ...]) -> Any:
+    return _allowed(default, Allowed(ports=True))
+
+
+def _choice(default: str, *choices: str) -> Any:
+    return _allowed(default, Allowed(choices=choices))
+
+
+def _pattern(default: str, pattern: str, wants: str) -> Any:
+    return _allowed(default, Allowed(pattern=pattern, wants=wants))
+
+
+def _non_empty(default: str) -> Any:
+    return _pattern(default, r"\S.*", "not empty")
+
+
+def _topic(default: str) -> Any:
+    # Kafka's own rule for topic names
+    return _pattern(default, r"[A-Za-z0-9._-]{1,249}", "1 to 249 of a-z A-Z 0-9 . _ -")
 
 
 def _default_home() -> Path:
@@ -27,7 +119,7 @@ class Settings:
     # where artifacts, data and logs live
     home: Path = field(default_factory=_default_home)
     cache_dir: str = ""  # downloaded server programs; empty: <home>/artifacts
-    host: str = "127.0.0.1"
+    host: str = _non_empty("127.0.0.1")
 
     # versions of the real services (resolved from Maven Central)
     kafka_version: str = "4.1.1"
@@ -38,70 +130,86 @@ class Settings:
     java_home: str = ""  # empty: JAVA_HOME, then the java on PATH
 
     # Kafka: three brokers in KRaft combined mode
-    kafka_ports: tuple[int, ...] = (9092, 9093, 9094)
-    kafka_controller_ports: tuple[int, ...] = (19092, 19093, 19094)
+    kafka_ports: tuple[int, ...] = _ports((9092, 9093, 9094))
+    kafka_controller_ports: tuple[int, ...] = _ports((19092, 19093, 19094))
     kafka_heap: str = "256m"
-    kafka_cluster_id: str = "Y2xpY2tmYW4tbG9jYWwtMQ"  # 16 bytes, base64url
+    kafka_cluster_id: str = _pattern(
+        "Y2xpY2tmYW4tbG9jYWwtMQ", r"[A-Za-z0-9_-]{22}", "22 base64url characters"
+    )  # 16 bytes, base64url
     # the optional second, one-broker cluster (`clickfan up --extra-cluster`)
-    extra_kafka_port: int = 9095
-    extra_kafka_controller_port: int = 19095
+    extra_kafka_port: int = _port(9095)
+    extra_kafka_controller_port: int = _port(19095)
 
     # Elasticsearch: one node
-    es_port: int = 9200
-    es_transport_port: int = 9300
+    es_port: int = _port(9200)
+    es_transport_port: int = _port(9300)
     es_heap: str = "512m"
-    es_user: str = "clickfan"  # Elasticsearch refuses to run as root
+    es_user: str = _non_empty("clickfan")  # Elasticsearch refuses to run as root
 
     # HDFS: one NameNode, one DataNode
-    namenode_rpc_port: int = 8020
-    namenode_http_port: int = 9870
-    datanode_http_port: int = 9864
-    datanode_port: int = 9866
-    datanode_ipc_port: int = 9867
+    namenode_rpc_port: int = _port(8020)
+    namenode_http_port: int = _port(9870)
+    datanode_http_port: int = _port(9864)
+    datanode_port: int = _port(9866)
+    datanode_ipc_port: int = _port(9867)
     hadoop_heap: str = "256m"
-    hdfs_user: str = "clickfan"
+    hdfs_user: str = _non_empty("clickfan")
 
     # topics
-    topic: str = "click-logs"
-    dlq_topic: str = "click-logs.dlq"
-    partitions: int = 6
-    replication_factor: int = 3
-    min_insync_replicas: int = 2
+    topic: str = _topic("click-logs")
+    dlq_topic: str = _topic("click-logs.dlq")
+    partitions: int = _range(6, 1)
+    replication_factor: int = _range(3, 1)
+    min_insync_replicas: int = _range(2, 1)
 
     # how long `up` waits for one service to become healthy
-    start_timeout_s: float = 180.0
-    stop_timeout_s: float = 30.0
+    start_timeout_s: float = _range(180.0, 0, above=True)
+    stop_timeout_s: float = _range(30.0, 0, above=True)
 
     # producer (`clickfan produce`, generators/)
-    produce_rate: float = 0.0  # events/s; 0 = as fast as the brokers take them
-    produce_acks: str = "all"  # 0 | 1 | all
+    produce_rate: float = _range(0.0, 0)  # events/s; 0 = as fast as the brokers take them
+    produce_acks: str = _choice("all", "0", "1", "all", "-1")  # 0 | 1 | all
     produce_idempotence: bool = True  # needs acks=all; switched off with a note otherwise
-    produce_compression: str = "lz4"  # none | gzip | snappy | lz4 | zstd
-    produce_keys: str = "user"  # user | none | vip
-    produce_linger_ms: int = 5
-    produce_batch_size: int = 262144  # bytes per partition batch
-    produce_batch_num_messages: int = 10000
-    produce_queue_max_messages: int = 100000  # local queue; full -> poll, never drop
+    produce_compression: str = _choice(
+        "lz4", "none", "gzip", "snappy", "lz4", "zstd"
+    )  # none | gzip | snappy | lz4 | zstd
+    produce_keys: str = _choice("user", "user", "none", "vip")  # user | none | vip
+    produce_linger_ms: int = _range(5, 0, 900000)
+    produce_batch_size: int = _range(262144, 1, 2147483647)  # bytes per partition batch
+    produce_batch_num_messages: int = _range(10000, 1, 1000000)
+    produce_queue_max_messages: int = _range(
+        100000, 1, 2147483647
+    )  # local queue; full -> poll, never drop
     # a record neither acknowledged nor failed by then is reported failed (_MSG_TIMED_OUT)
-    produce_delivery_timeout_ms: int = 120000  # the Java client's delivery.timeout.ms
-    produce_metadata_timeout_s: float = 10.0  # how long to wait for brokers before giving up
-    produce_seed: int = -1  # -1: a fresh random seed, printed in the summary
-    produce_users: int = 10000  # size of the simulated user base
-    vip_user_fraction: float = 0.1  # share of users flagged VIP
-    vip_partitions: int = 0  # partitions reserved for VIP users with --keys vip; 0: use vip_share
-    vip_share: float = 0.8  # the seed's example: 8 of 10 partitions
-    bad_fraction: float = 0.0  # share of malformed records mixed in
-    max_event_bytes: int = 65536  # a larger record is not a valid click event
-    oversized_event_bytes: int = 102400  # size of the "oversized" bad records (< 1 MB broker limit)
+    produce_delivery_timeout_ms: int = _range(
+        120000, 1, 2147483647
+    )  # the Java client's delivery.timeout.ms
+    produce_metadata_timeout_s: float = _range(
+        10.0, 0, above=True
+    )  # how long to wait for brokers before giving up
+    produce_seed: int = _range(-1, -1)  # -1: a fresh random seed, printed in the summary
+    produce_users: int = _range(10000, 1)  # size of the simulated user base
+    vip_user_fraction: float = _range(0.1, 0, 1)  # share of users flagged VIP
+    vip_partitions: int = _range(
+        0, 0
+    )  # partitions reserved for VIP users with --keys vip; 0: use vip_share
+    vip_share: float = _range(0.8, 0, 1)  # the seed's example: 8 of 10 partitions
+    bad_fraction: float = _range(0.0, 0, 1)  # share of malformed records mixed in
+    max_event_bytes: int = _range(65536, 1)  # a larger record is not a valid click event
+    oversized_event_bytes: int = _range(
+        102400, 1
+    )  # size of the "oversized" bad records (< 1 MB broker limit)
 
     # lag monitor (lagmon): Burrow-style evaluation, its HTTP API, `clickfan lag`
-    monitor_host: str = "127.0.0.1"
-    monitor_port: int = 8000
-    lag_interval_s: float = 5.0  # between reads of log-end offsets and owners
-    lag_window: int = 10  # commits kept per partition (Burrow's "intervals")
-    lag_min_distance_s: float = 0.0  # a commit closer than this replaces the previous
-    lag_allowed_lag: int = 0  # a lag at or below this counts as caught up
-    lag_minimum_complete: float = 0.0  # share of the window filled before evaluating
+    monitor_host: str = _non_empty("127.0.0.1")
+    monitor_port: int = _port(8000)
+    lag_interval_s: float = _range(
+        5.0, 0, above=True
+    )  # between reads of log-end offsets and owners
+    lag_window: int = _range(10, 1)  # commits kept per partition (Burrow's "intervals")
+    lag_min_distance_s: float = _range(0.0, 0)  # a commit closer than this replaces the previous
+    lag_allowed_lag: int = _range(0, 0)  # a lag at or below this counts as caught up
+    lag_minimum_complete: float = _range(0.0, 0, 1)  # share of the window filled before evaluating
     lag_webhook_url: str = ""  # POST a notice on group status change; empty: log only
     lag_config: str = ""  # TOML file listing clusters; empty: the local stack only
 
@@ -111,33 +219,49 @@ class Settings:
     dashboard_interval_s: float = 1.0  # between reads of the pipeline and pushes to the page
 
     # pipeline: the two workers (streams/) and their sinks (sinks/)
-    es_group: str = "es-indexer"  # consumer group of `clickfan worker es`
-    hdfs_group: str = "hdfs-archiver"  # consumer group of `clickfan worker hdfs`
+    es_group: str = _non_empty("es-indexer")  # consumer group of `clickfan worker es`
+    hdfs_group: str = _non_empty("hdfs-archiver")  # consumer group of `clickfan worker hdfs`
     index_prefix: str = "clicks"  # daily indices <prefix>-YYYY.MM.DD, template <prefix>
     hdfs_root: str = "/clicklogs"  # <root>/dt=YYYY-MM-DD/hour=HH/<topic>+<p>+<first>+<last>.jsonl
-    worker_batch_records: int = 1000  # records taken from the stream at once (= one ES bulk)
-    worker_batch_s: float = 0.5  # ... or whatever arrived within this time
-    es_bulk_bytes: int = 5242880  # a bigger batch is sent as several bulk requests
-    sink_request_timeout_s: float = 30.0  # one HTTP call to Elasticsearch or WebHDFS
-    es_index_shards: int = 1
-    es_index_replicas: int = 0  # the local stack has one node
-    hdfs_roll_records: int = 10000  # a partition's open files are rolled at this many records,
-    hdfs_roll_bytes: int = 16777216  # ... or bytes (held in memory until rolled),
-    hdfs_roll_s: float = 30.0  # ... or this age of the oldest record, whichever comes first
-    sink_retry_initial_s: float = 0.5  # backoff while a sink (or the DLQ) is failing, doubling
-    sink_retry_max_s: float = 10.0  # ... up to this
-    sink_log_interval_s: float = 30.0  # a failing sink is logged at most once per interval
-    worker_stop_timeout_s: float = 15.0  # on SIGTERM/Ctrl-C: time to flush before giving up
+    worker_batch_records: int = _range(
+        1000, 1
+    )  # records taken from the stream at once (= one ES bulk)
+    worker_batch_s: float = _range(0.5, 0, above=True)  # ... or whatever arrived within this time
+    es_bulk_bytes: int = _range(5242880, 1)  # a bigger batch is sent as several bulk requests
+    sink_request_timeout_s: float = _range(
+        30.0, 0, above=True
+    )  # one HTTP call to Elasticsearch or WebHDFS
+    es_index_shards: int = _range(1, 1, 1024)
+    es_index_replicas: int = _range(0, 0)  # the local stack has one node
+    hdfs_roll_records: int = _range(
+        10000, 1
+    )  # a partition's open files are rolled at this many records,
+    hdfs_roll_bytes: int = _range(16777216, 1)  # ... or bytes (held in memory until rolled),
+    hdfs_roll_s: float = _range(
+        30.0, 0, above=True
+    )  # ... or this age of the oldest record, whichever comes first
+    sink_retry_initial_s: float = _range(
+        0.5, 0, above=True
+    )  # backoff while a sink (or the DLQ) is failing, doubling
+    sink_retry_max_s: float = _range(10.0, 0, above=True)  # ... up to this
+    sink_log_interval_s: float = _range(
+        30.0, 0, above=True
+    )  # a failing sink is logged at most once per interval
+    worker_stop_timeout_s: float = _range(
+        15.0, 0, above=True
+    )  # on SIGTERM/Ctrl-C: time to flush before giving up
     # a worker killed with kill -9 holds its partitions this long (Kafka client default: 45 s)
-    worker_session_timeout_s: float = 30.0
-    worker_stats_interval_s: float = 30.0  # a progress line in the worker log
-    worker_loglevel: str = "info"
+    worker_session_timeout_s: float = _range(30.0, 0, above=True)
+    worker_stats_interval_s: float = _range(
+        30.0, 0, above=True
+    )  # a progress line in the worker log
+    worker_loglevel: str = _choice("info", "debug", "info", "warning", "error")
 
     # experiments (`clickfan experiment`, `clickfan replay`)
     experiment_out: str = "reports"  # where report folders are written
     # clickfan's brokers check retention every 10 s; against brokers with Kafka's
     # default (5 min) set CLICKFAN_EXPERIMENT_RETENTION_WAIT_S=420
-    experiment_retention_wait_s: float = 120.0
+    experiment_retention_wait_s: float = _range(120.0, 0)
 
     @property
     def bootstrap_servers(self) -> str:
@@ -165,7 +289,11 @@ class Settings:
         return dataclasses.replace(self, **given)
 
 
-def _parse(raw: str, current: object, name: str) -> object:
+def _var(name: str) -> str:
+    return f"CLICKFAN_{name.upper()}"
+
+
+def _parse(raw: str, current: object, name: str, allowed: Allowed | None) -> object:
     try:
         if isinstance(current, bool):
             word = raw.strip().lower()
@@ -181,17 +309,54 @@ def _parse(raw: str, current: object, name: str) -> object:
         if isinstance(current, tuple):
             return tuple(int(p) for p in raw.replace(" ", "").split(",") if p)
     except ValueError as exc:
-        raise SettingsError(f"CLICKFAN_{name.upper()}={raw!r}: {exc}") from None
+        wants = f"expected {allowed.describe(current)}" if allowed else str(exc)
+        raise SettingsError(f"{_var(name)}={raw!r}: {wants}") from None
     return raw
 
 
+# settings that must agree with each other: (smaller, larger, strictly)
+_ORDERED = (
+    ("min_insync_replicas", "replication_factor", False),
+    ("sink_retry_initial_s", "sink_retry_max_s", False),
+    ("max_event_bytes", "oversized_event_bytes", True),
+)
+
+
+def check(settings: Settings, raw: dict[str, str] | None = None) -> None:
+    """Raise SettingsError naming the first setting outside what it allows."""
+    raw = raw or {}
+    for f in fields(Settings):
+        allowed = f.metadata.get("allowed")
+        value = getattr(settings, f.name)
+        if allowed is not None and not allowed.allows(value):
+            shown = raw.get(f.name, value)
+            raise SettingsError(f"{_var(f.name)}={shown!r}: expected {allowed.describe(value)}")
+    for small, large, strictly in _ORDERED:
+        a, b = getattr(settings, small), getattr(settings, large)
+        if a > b or (strictly and a == b):
+            relation = "below" if strictly else "at most"
+            raise SettingsError(
+                f"{_var(small)}={a} must be {relation} {_var(large)}={b}: change one of them"
+            )
+    if len(settings.kafka_controller_ports) != len(settings.kafka_ports):
+        raise SettingsError(
+            f"{_var('kafka_controller_ports')} must list one port per broker of "
+            f"{_var('kafka_ports')} ({len(settings.kafka_ports)})"
+        )
+
+
 def load(environ: dict[str, str] | None = None) -> Settings:
-    """Defaults, overridden by CLICKFAN_* environment variables."""
+    """Defaults, overridden by CLICKFAN_* environment variables, checked."""
     env = os.environ if environ is None else environ
     base = Settings()
     overrides = {}
+    raw = {}
     for f in fields(Settings):
-        raw = env.get(f"CLICKFAN_{f.name.upper()}")
-        if raw is not None:
-            overrides[f.name] = _parse(raw, getattr(base, f.name), f.name)
-    return dataclasses.replace(base, **overrides)
+        value = env.get(_var(f.name))
+        if value is not None:
+            raw[f.name] = value
+            allowed = f.metadata.get("allowed")
+            overrides[f.name] = _parse(value, getattr(base, f.name), f.name, allowed)
+    settings = dataclasses.replace(base, **overrides)
+    check(settings, raw)
+    return settings

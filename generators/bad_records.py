@@ -15,7 +15,17 @@ from typing import Any
 from clickfan.events import FIELDS, encode_event
 
 BAD_KIND_HEADER = "clickfan-bad-kind"
-BAD_KINDS = ("not_json", "wrong_types", "missing_fields", "invalid_utf8", "empty", "oversized")
+# Each kind is the reason (clickfan.events.REASONS) the consumers give for it.
+BAD_KINDS = (
+    "not_json",
+    "wrong_types",
+    "missing_fields",
+    "invalid_utf8",
+    "empty",
+    "oversized",
+    "invalid_values",
+    "not_interoperable",
+)
 
 # A value of the wrong type for each field type (bool is checked exactly, so 1 is wrong).
 _WRONG_VALUES: dict[type, tuple[Any, ...]] = {
@@ -80,6 +90,33 @@ class BadRecordMaker:
         encoded = encode_event({**event, "city": "\x00CITY\x00"})
         garbage = self._rng.choice((b"S\xe3o Paulo", b"\xff\xfe", b"\xea\xb0", b"Z\xfcrich"))
         return encoded.replace(b"\\u0000CITY\\u0000", garbage)
+
+    def _invalid_values(self, event: dict[str, Any]) -> bytes:
+        # well-typed values that parsers choke on; the first stopped both workers once
+        field, value = self._rng.choice(
+            (
+                ("page_url", "http://[x"),
+                ("referrer", "https://[::1/"),
+                ("event_time", "0001-01-01T00:30:00+01:00"),  # before the year 1 in UTC
+                ("event_time", "9999-12-31T23:30:00-05:00"),  # after the year 9999 in UTC
+                ("ip", "10.0.0.1\x00"),
+                ("_id", event["event_id"]),  # an extra field Elasticsearch cannot take
+            )
+        )
+        event[field] = value
+        return encode_event(event)
+
+    def _not_interoperable(self, event: dict[str, Any]) -> bytes:
+        # JSON that readers disagree on (RFC 7493)
+        head = encode_event(event)[:-1]
+        choice = self._rng.randrange(4)
+        if choice == 0:  # the same key twice
+            return head + b',"city":"Elsewhere"}'
+        if choice == 1:  # an escaped lone surrogate: no UTF-8 encoding exists
+            return head + b',"note":"\\ud800"}'
+        if choice == 2:  # a number no double holds
+            return head + b',"score":1e400}'
+        return head + b',"nested":' + b"[" * 64 + b"]" * 64 + b"}"
 
     def _empty(self, event: dict[str, Any]) -> bytes:
         return b""

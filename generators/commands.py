@@ -14,13 +14,16 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from clickfan import settings as settings_module
+from clickfan.errors import ClickfanError
 from clickfan.generators.producer import (
     ACKS,
     COMPRESSIONS,
     KEY_MODES,
+    MAX_RATE,
     ClickProducer,
     ProduceSummary,
     StopSignal,
+    check_rate,
 )
 from clickfan.generators.producer import Progress as ProduceProgress
 from clickfan.settings import Settings
@@ -47,12 +50,35 @@ class _Timestamp(click.ParamType):
         return parsed
 
 
+class _Rate(click.ParamType):
+    """Events per second: 0 (unlimited) up to MAX_RATE; nan and inf are refused."""
+
+    name = "EVENTS/S"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            rate = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        try:
+            check_rate(rate)
+        except ClickfanError as exc:
+            self.fail(str(exc), param, ctx)
+        return rate
+
+
+# signal -> how the summary and the messages name it
+_STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
+
+
 @click.command("produce")
 @click.option(
     "--rate",
-    type=click.FloatRange(min=0),
+    type=_Rate(),
     help=_help(
-        "Events per second, spread evenly; 0 = as fast as Kafka takes them.", "produce_rate"
+        "Events per second, spread evenly; 0 = as fast as Kafka takes them; at most "
+        f"{MAX_RATE:,.0f}.",
+        "produce_rate",
     ),
 )
 @click.option("--count", type=click.IntRange(min=1), help="Stop after this many records.")
@@ -142,9 +168,9 @@ def produce(
     """Produce synthetic click events to the click-log topic.
 
     Every record is accounted for: the summary gives sent, acknowledged and
-    failed (per error code). Ctrl-C stops, waits for the last deliveries and
-    prints the summary; a second Ctrl-C stops waiting. Exits 1 if any record
-    failed.
+    failed (per error code). Ctrl-C or SIGTERM (a service manager's or
+    Docker's stop) stops, waits for the last deliveries and prints the
+    summary; a second one stops waiting. Exits 1 if any record failed.
     """
     settings = settings_module.load().with_overrides(
         produce_rate=rate,
@@ -165,22 +191,25 @@ def produce(
 
     stop = StopSignal()
 
-    def on_sigint(signum: int, frame: FrameType | None) -> None:
-        asked = stop.request()
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        name = _STOP_SIGNALS[signal.Signals(signum)]
+        asked = stop.request(name)
         if asked == 1:
             err.print(
-                "[yellow]stopping: waiting for the last deliveries (Ctrl-C again: stop waiting)"
+                f"[yellow]stopping ({name}): waiting for the last deliveries "
+                f"({name} again: stop waiting)"
             )
         elif asked == 2:
             err.print("[yellow]no longer waiting for deliveries")
         else:
             raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {sig: signal.signal(sig, on_signal) for sig in _STOP_SIGNALS}
     try:
         summary = _run_with_progress(producer, err, count, duration, start_time, stop)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
@@ -265,7 +294,7 @@ def _summary_table(summary: ProduceSummary) -> Table:
             ("client errors", ", ".join(f"{c} x{n}" for c, n in summary.client_errors.items()))
         )
     if summary.interrupted:
-        rows.append(("stopped", "by Ctrl-C"))
+        rows.append(("stopped", f"by {summary.stopped_by}"))
     for name, value in rows:
         table.add_row(name, value)
     return table

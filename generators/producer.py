@@ -9,6 +9,7 @@ and the run ends with a flush whose outcome is in the summary.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import threading
 import time
@@ -32,11 +33,17 @@ ACKS = ("0", "1", "all")
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 KEY_MODES = ("user", "none", "vip")
 
+# The highest --rate: far above what one Python process generates (tens of
+# thousands of events/s), so it never limits a real run; 0 means unlimited.
+MAX_RATE = 1_000_000.0
+
 _PROGRESS_EVERY_S = 0.2
 # With a rate limit, never send more than this much backlog at once after a
 # stall: catching up in one burst is exactly what a rate limit should prevent.
 _MAX_BACKLOG_S = 0.1
-_UNLIMITED_BATCH = 1000
+# Records sent between two looks at the stop signal, the clock and the delivery
+# reports, with or without a rate limit (a catch-up batch is never bigger).
+_MAX_BATCH = 1000
 _NEW_TOPIC_GRACE_S = 3.0
 
 # librdkafka logs every failed connection attempt to stderr, many per second
@@ -89,6 +96,7 @@ class ProduceSummary:
     bad_by_kind: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
     interrupted: bool = False
+    stopped_by: str | None = None  # what interrupted the run: "Ctrl-C", "SIGTERM", ...
     notes: list[str] = field(default_factory=list)
     deliveries: list[Delivery] | None = None
 
@@ -120,10 +128,14 @@ class StopSignal:
     def __init__(self) -> None:
         self._count = 0
         self._lock = threading.Lock()
+        self.reason: str | None = None
 
-    def request(self) -> int:
+    def request(self, reason: str = "a stop request") -> int:
+        """Ask; ``reason`` (of the first request) is what the summary says stopped the run."""
         with self._lock:
             self._count += 1
+            if self.reason is None:
+                self.reason = reason
             return self._count
 
     @property
@@ -138,6 +150,27 @@ class StopSignal:
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ClickfanError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def check_rate(rate: float) -> None:
+    """0 (unlimited) or a finite number of events per second up to MAX_RATE."""
+    if not (math.isfinite(rate) and 0 <= rate <= MAX_RATE):
+        raise ClickfanError(
+            f"the rate must be 0 (unlimited) or up to {MAX_RATE:,.0f} events per second; "
+            f"got {rate}",
+            exit_code=2,
+        )
+
+
+def catch_up(now: float, next_at: float, interval: float) -> tuple[int, float]:
+    """Records due at ``now`` with a rate limit, and when the next one is due.
+
+    At most _MAX_BACKLOG_S of backlog is made up after a stall, and at most
+    _MAX_BATCH records at once whatever the rate.
+    """
+    next_at = max(next_at, now - _MAX_BACKLOG_S)
+    batch = min(int((now - next_at) / interval) + 1, _MAX_BATCH)
+    return batch, next_at + batch * interval
 
 
 class ClickProducer:
@@ -161,10 +194,7 @@ class ClickProducer:
         _check_choice("keys", settings.produce_keys, KEY_MODES)
         if not 0.0 <= settings.bad_fraction <= 1.0:
             raise ClickfanError(f"bad_fraction must be within 0..1; got {settings.bad_fraction}")
-        if settings.produce_rate < 0:
-            raise ClickfanError(
-                f"the rate must be 0 (unlimited) or more; got {settings.produce_rate}"
-            )
+        check_rate(settings.produce_rate)
         self.settings = settings
         self.bootstrap_servers = bootstrap_servers or settings.bootstrap_servers
         self.acks = acks
@@ -266,167 +296,215 @@ class ClickProducer:
             raise ClickfanError(f"count must be at least 1; got {count}")
         if duration_s is not None and duration_s <= 0:
             raise ClickfanError(f"duration must be positive; got {duration_s}")
-        s = self.settings
-        stop = stop or StopSignal()
         partitions = self._partitions()
-        vip = self._vip_partitioner(partitions) if s.produce_keys == "vip" else None
+        vip = self._vip_partitioner(partitions) if self.settings.produce_keys == "vip" else None
+        return _Run(
+            self,
+            partitions,
+            vip,
+            count=count,
+            duration_s=duration_s,
+            start_time=start_time or datetime.now(UTC).replace(microsecond=0),
+            record_deliveries=record_deliveries,
+            progress=progress,
+            stop=stop or StopSignal(),
+        ).execute()
+
+
+class _Run:
+    """One run of a ClickProducer: generate, send, pace, count every delivery, flush."""
+
+    def __init__(
+        self,
+        owner: ClickProducer,
+        partitions: int,
+        vip: VipPartitioner | None,
+        *,
+        count: int | None,
+        duration_s: float | None,
+        start_time: datetime,
+        record_deliveries: bool,
+        progress: Callable[[Progress], None] | None,
+        stop: StopSignal,
+    ) -> None:
+        s = owner.settings
+        self.owner, self.settings, self.producer = owner, s, owner._producer
+        self.vip, self.count, self.duration_s = vip, count, duration_s
+        self.record_deliveries, self.progress, self.stop = record_deliveries, progress, stop
         seed = s.produce_seed if s.produce_seed >= 0 else random.SystemRandom().randrange(2**31)
-        start_time = start_time or datetime.now(UTC).replace(microsecond=0)
-        rate = s.produce_rate
-        generator = EventGenerator(
+        self.rate = s.produce_rate
+        self.generator = EventGenerator(
             seed,
             start_time=start_time,
             # unlimited: event time still needs a pace; 1000/s is a busy shop
-            rate=rate or 1000.0,
+            rate=self.rate or 1000.0,
             users=s.produce_users,
             vip_fraction=s.vip_user_fraction,
         )
-        bad_rng = random.Random(f"bad-{seed}")
-        bad_maker = BadRecordMaker(bad_rng, s.max_event_bytes, s.oversized_event_bytes)
-
-        summary = ProduceSummary(
+        self.bad_rng = random.Random(f"bad-{seed}")
+        self.bad_maker = BadRecordMaker(self.bad_rng, s.max_event_bytes, s.oversized_event_bytes)
+        self.summary = ProduceSummary(
             topic=s.topic,
-            bootstrap_servers=self.bootstrap_servers,
+            bootstrap_servers=owner.bootstrap_servers,
             partitions=partitions,
-            acks=self.acks,
-            idempotence=self.idempotence,
+            acks=owner.acks,
+            idempotence=owner.idempotence,
             compression=s.produce_compression,
             keys=s.produce_keys,
             seed=seed,
             start_time=start_time.isoformat().replace("+00:00", "Z"),
-            notes=list(self.notes),
+            notes=list(owner.notes),
             deliveries=[] if record_deliveries else None,
         )
-        failed_by_error: Counter[str] = Counter()
-        bad_by_kind: Counter[str] = Counter()
+        self.failed_by_error: Counter[str] = Counter()
+        self.bad_by_kind: Counter[str] = Counter()
+        self.started = time.monotonic()
+        self.last_progress = 0.0
 
-        def record_failure(err: KafkaError) -> None:
-            summary.failed += 1
-            failed_by_error[err.name()] += 1
-            summary.error_messages.setdefault(err.name(), err.str())
+    def execute(self) -> ProduceSummary:
+        self._produce()
+        self._flush()
+        return self._finish()
 
-        def on_delivery(
-            err: KafkaError | None,
-            msg: Message,
-            event_id: str | None = None,
-            bad_kind: str | None = None,
-        ) -> None:
-            if err is not None:
-                record_failure(err)
+    # -- deliveries ---------------------------------------------------------
+
+    def _record_failure(self, err: KafkaError) -> None:
+        self.summary.failed += 1
+        self.failed_by_error[err.name()] += 1
+        self.summary.error_messages.setdefault(err.name(), err.str())
+
+    def _on_delivery(
+        self,
+        err: KafkaError | None,
+        msg: Message,
+        event_id: str | None = None,
+        bad_kind: str | None = None,
+    ) -> None:
+        if err is not None:
+            self._record_failure(err)
+            return
+        self.summary.acknowledged += 1
+        if self.summary.deliveries is not None:
+            offset = msg.offset()  # None or negative when the broker did not say (acks=0)
+            known = offset if offset is not None and offset >= 0 else None
+            self.summary.deliveries.append(Delivery(event_id, bad_kind, msg.partition(), known))
+
+    # -- sending ------------------------------------------------------------
+
+    def _record(self) -> dict[str, Any]:
+        """The next record's produce() arguments: a generated event, or a bad record."""
+        s = self.settings
+        event = self.generator.next_event()
+        bad_kind = None
+        headers = None
+        if s.bad_fraction and self.bad_rng.random() < s.bad_fraction:
+            bad_kind = self.bad_maker.random_kind()
+            value = self.bad_maker.make(bad_kind, event)
+            headers = [(BAD_KIND_HEADER, bad_kind.encode())]
+            self.bad_by_kind[bad_kind] += 1
+        else:
+            value = encode_event(event)
+        kwargs: dict[str, Any] = {"value": value, "headers": headers}
+        if s.produce_keys != "none":
+            kwargs["key"] = event["user_id"].encode()
+        if self.vip is not None:
+            kwargs["partition"] = self.vip.partition(kwargs["key"], event["is_vip"])
+        if self.record_deliveries:
+            event_id = None if bad_kind else event["event_id"]
+            kwargs["on_delivery"] = partial(self._on_delivery, event_id=event_id, bad_kind=bad_kind)
+        else:
+            kwargs["on_delivery"] = self._on_delivery
+        return kwargs
+
+    def _send_one(self) -> None:
+        kwargs = self._record()
+        self.summary.sent += 1
+        while True:
+            try:
+                self.producer.produce(self.settings.topic, **kwargs)
                 return
-            summary.acknowledged += 1
-            if summary.deliveries is not None:
-                offset = msg.offset()  # None or negative when the broker did not say (acks=0)
-                known = offset if offset is not None and offset >= 0 else None
-                summary.deliveries.append(Delivery(event_id, bad_kind, msg.partition(), known))
+            except BufferError:
+                # the local queue is full: wait for deliveries to make room
+                self.producer.poll(0.05)
+            except KafkaException as exc:
+                self._record_failure(exc.args[0])
+                return
 
-        producer = self._producer
-        topic = s.topic
+    def _report(self, flushing: bool) -> None:
+        now = time.monotonic()
+        if self.progress is None:
+            return
+        if now - self.last_progress >= _PROGRESS_EVERY_S or flushing:
+            self.last_progress = now
+            s = self.summary
+            self.progress(
+                Progress(s.sent, s.acknowledged, s.failed, now - self.started, self.count, flushing)
+            )
 
-        def send_one() -> None:
-            event = generator.next_event()
-            bad_kind = None
-            headers = None
-            if s.bad_fraction and bad_rng.random() < s.bad_fraction:
-                bad_kind = bad_maker.random_kind()
-                value = bad_maker.make(bad_kind, event)
-                headers = [(BAD_KIND_HEADER, bad_kind.encode())]
-                bad_by_kind[bad_kind] += 1
-            else:
-                value = encode_event(event)
-            kwargs: dict[str, Any] = {"value": value, "headers": headers}
-            if s.produce_keys != "none":
-                kwargs["key"] = event["user_id"].encode()
-            if vip is not None:
-                kwargs["partition"] = vip.partition(kwargs["key"], event["is_vip"])
-            if record_deliveries:
-                event_id = None if bad_kind else event["event_id"]
-                kwargs["on_delivery"] = partial(on_delivery, event_id=event_id, bad_kind=bad_kind)
-            else:
-                kwargs["on_delivery"] = on_delivery
-            summary.sent += 1
-            while True:
-                try:
-                    producer.produce(topic, **kwargs)
-                    return
-                except BufferError:
-                    # the local queue is full: wait for deliveries to make room
-                    producer.poll(0.05)
-                except KafkaException as exc:
-                    record_failure(exc.args[0])
-                    return
+    def _done(self, now: float) -> bool:
+        """Whether to stop sending: count or duration reached, stop asked, or a fatal error."""
+        if self.count is not None and self.summary.sent >= self.count:
+            return True
+        if self.duration_s is not None and now - self.started >= self.duration_s:
+            return True
+        if self.stop.stopping:
+            self.summary.interrupted = True
+            self.summary.stopped_by = self.stop.reason
+            return True
+        return self.owner._fatal is not None
 
-        started = time.monotonic()
-        last_progress = 0.0
-
-        def report(flushing: bool) -> None:
-            nonlocal last_progress
-            now = time.monotonic()
-            if progress is not None and (now - last_progress >= _PROGRESS_EVERY_S or flushing):
-                last_progress = now
-                progress(
-                    Progress(
-                        summary.sent,
-                        summary.acknowledged,
-                        summary.failed,
-                        now - started,
-                        count,
-                        flushing,
-                    )
-                )
-
-        interval = 1.0 / rate if rate else 0.0
-        next_at = started
+    def _produce(self) -> None:
+        interval = 1.0 / self.rate if self.rate else 0.0
+        next_at = self.started
         while True:
             now = time.monotonic()
-            if count is not None and summary.sent >= count:
-                break
-            if duration_s is not None and now - started >= duration_s:
-                break
-            if stop.stopping:
-                summary.interrupted = True
-                break
-            if self._fatal is not None:
-                break
-            if rate:
+            if self._done(now):
+                return
+            if self.rate:
                 if now < next_at:
-                    producer.poll(0)
-                    report(False)
+                    self.producer.poll(0)
+                    self._report(False)
                     time.sleep(min(next_at - now, 0.05))
                     continue
-                next_at = max(next_at, now - _MAX_BACKLOG_S)
-                batch = int((now - next_at) / interval) + 1
-                next_at += batch * interval
+                batch, next_at = catch_up(now, next_at, interval)
             else:
-                batch = _UNLIMITED_BATCH
-            if count is not None:
-                batch = min(batch, count - summary.sent)
+                batch = _MAX_BATCH
+            if self.count is not None:
+                batch = min(batch, self.count - self.summary.sent)
             for _ in range(batch):
-                send_one()
-            producer.poll(0)
-            report(False)
+                self._send_one()
+            self.producer.poll(0)
+            self._report(False)
 
+    # -- the end ------------------------------------------------------------
+
+    def _flush(self) -> None:
+        producer = self.producer
         # Flush in short steps so a second Ctrl-C can end the wait.
-        while len(producer) > 0 and not stop.abandoning:
+        while len(producer) > 0 and not self.stop.abandoning:
             producer.flush(0.5)
-            report(True)
+            self._report(True)
         if len(producer) > 0:
             # Given up: purge, so each remaining record still gets its report
             # (_PURGE_QUEUE: never sent; _PURGE_INFLIGHT: sent, fate unknown).
             producer.purge(in_queue=True, in_flight=True, blocking=False)
             producer.flush(5)
-            summary.notes.append(
+            self.summary.notes.append(
                 "the wait for the last deliveries was abandoned; records failed with "
                 "_PURGE_INFLIGHT may or may not be in Kafka"
             )
-        report(True)
-        summary.elapsed_s = time.monotonic() - started
-        summary.failed_by_error = dict(failed_by_error)
-        summary.bad_by_kind = dict(bad_by_kind)
-        summary.client_errors = dict(self._client_errors)
-        if self._fatal is not None:
-            summary.notes.append(f"the producer hit a fatal error and stopped: {self._fatal.str()}")
-        timed_out = failed_by_error.get("_MSG_TIMED_OUT", 0)
+        self._report(True)
+
+    def _finish(self) -> ProduceSummary:
+        summary, s = self.summary, self.settings
+        summary.elapsed_s = time.monotonic() - self.started
+        summary.failed_by_error = dict(self.failed_by_error)
+        summary.bad_by_kind = dict(self.bad_by_kind)
+        summary.client_errors = dict(self.owner._client_errors)
+        fatal = self.owner._fatal
+        if fatal is not None:
+            summary.notes.append(f"the producer hit a fatal error and stopped: {fatal.str()}")
+        timed_out = self.failed_by_error.get("_MSG_TIMED_OUT", 0)
         if timed_out:
             # librdkafka retries retriable broker errors until the delivery
             # timeout, so the broker's own code is not what the report carries

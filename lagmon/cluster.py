@@ -58,10 +58,28 @@ class KafkaCluster:
             if all((t, p) in ends for p in ps)
         }
 
+    def partitions(self, topic: str) -> list[int]:
+        """The partition numbers of one topic."""
+        found = self._admin.list_topics(topic, timeout=self.timeout_s).topics.get(topic)
+        if found is None or found.error is not None:
+            raise ClickfanError(f"topic {topic!r} not found on cluster {self.config.name!r}")
+        return sorted(found.partitions)
+
     def log_end_offsets(
         self, partitions: Iterable[TopicPartitionKey]
     ) -> dict[TopicPartitionKey, int]:
-        request = {TopicPartition(t, p): OffsetSpec.latest() for t, p in partitions}
+        return self._list_offsets(partitions, OffsetSpec.latest())
+
+    def log_start_offsets(
+        self, partitions: Iterable[TopicPartitionKey]
+    ) -> dict[TopicPartitionKey, int]:
+        """The first offset still in each partition's log (after retention)."""
+        return self._list_offsets(partitions, OffsetSpec.earliest())
+
+    def _list_offsets(
+        self, partitions: Iterable[TopicPartitionKey], spec: OffsetSpec
+    ) -> dict[TopicPartitionKey, int]:
+        request = {TopicPartition(t, p): spec for t, p in partitions}
         if not request:
             return {}
         # Uncommitted isolation: the high watermark, as kafka-consumer-groups and Burrow use.

@@ -1,4 +1,9 @@
-"""`clickfan monitor` and `clickfan lag`: the lag monitor's commands."""
+"""`clickfan monitor` and `clickfan lag`: the lag monitor's commands (click only).
+
+The work is elsewhere: ``reader`` reads lag, ``client`` asks a running monitor
+for statuses, ``render`` draws the tables, ``window`` checks and judges
+`lag evaluate`'s input, ``monitor`` and ``httpserver`` are the monitor.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +14,21 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
-import requests
-from confluent_kafka import KafkaException
 
-from clickfan.errors import ClickfanError
 from clickfan.lagmon import config as lagconfig
 from clickfan.lagmon import httpserver
-from clickfan.lagmon.cluster import KafkaCluster, TopicPartitionKey
+from clickfan.lagmon.client import monitor_statuses
+from clickfan.lagmon.cluster import KafkaCluster
 from clickfan.lagmon.config import LOCAL, MonitorConfig
-from clickfan.lagmon.evaluator import partition_status
 from clickfan.lagmon.monitor import Monitor
 from clickfan.lagmon.notifier import Notifier
-from clickfan.lagmon.protocol import ConsumerOffset, Status
+from clickfan.lagmon.reader import StatusSource, read_lag, window_statuses
+from clickfan.lagmon.render import render
+from clickfan.lagmon.window import evaluate_input
 from clickfan.settings import load as load_settings
 
 # --------------------------------------------------------------------------- config
@@ -152,164 +154,6 @@ def lag() -> None:
     """
 
 
-@dataclass(frozen=True)
-class PartitionRow:
-    topic: str
-    partition: int
-    committed: int
-    log_end: int
-    status: Status | None
-
-    @property
-    def lag(self) -> int:
-        return max(self.log_end - self.committed, 0)
-
-
-@dataclass(frozen=True)
-class GroupRow:
-    cluster: str
-    group: str
-    status: Status | None
-    partitions: tuple[PartitionRow, ...]
-
-    @property
-    def totallag(self) -> int:
-        return sum(p.lag for p in self.partitions)
-
-    @property
-    def records_lag_max(self) -> int:
-        return max((p.lag for p in self.partitions), default=0)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "cluster": self.cluster,
-            "group": self.group,
-            "status": _name(self.status),
-            "totallag": self.totallag,
-            "records_lag_max": self.records_lag_max,
-            "partitions": [
-                {
-                    "topic": p.topic,
-                    "partition": p.partition,
-                    "committed_offset": p.committed,
-                    "log_end_offset": p.log_end,
-                    "lag": p.lag,
-                    "status": _name(p.status),
-                }
-                for p in self.partitions
-            ],
-        }
-
-
-def _name(status: Status | None) -> str | None:
-    return status.long_name if status is not None else None
-
-
-# (group status, per-partition statuses) for a group, or None when unknown
-Statuses = tuple[Status, dict[TopicPartitionKey, Status]] | None
-StatusSource = Callable[[str, str], Statuses]
-
-
-def _monitor_statuses(url: str) -> StatusSource | None:
-    """Statuses from a running monitor's API, or None if no monitor answers at url."""
-    try:
-        if requests.get(f"{url}/burrow/admin", timeout=2).text != "GOOD":
-            return None
-    except requests.RequestException:
-        return None
-
-    def statuses(cluster: str, group: str) -> Statuses:
-        try:
-            response = requests.get(f"{url}/v3/kafka/{cluster}/consumer/{group}/lag", timeout=10)
-        except requests.RequestException:
-            return None
-        if response.status_code != 200:
-            return None  # the monitor does not know this cluster or group (yet)
-        body = response.json()["status"]
-        return Status[body["status"]], {
-            (p["topic"], p["partition"]): Status[p["status"]] for p in body["partitions"]
-        }
-
-    return statuses
-
-
-def _window_statuses(mon: Monitor) -> StatusSource:
-    def statuses(cluster: str, group: str) -> Statuses:
-        found = mon.evaluator.group_status(cluster, group)
-        if found.status == Status.NOTFOUND:
-            return None
-        return found.status, {(p.topic, p.partition): p.status for p in found.partitions}
-
-    return statuses
-
-
-def read_lag(
-    kafka: KafkaCluster, group: str | None, statuses: StatusSource | None
-) -> list[GroupRow]:
-    """Committed and log-end offsets read from Kafka now, with statuses if a source has them."""
-    name = kafka.config.name
-    try:
-        groups = kafka.groups()
-        if group is not None:
-            if group not in groups:
-                raise ClickfanError(f"consumer group {group!r} not found on cluster {name!r}")
-            groups = [group]
-        committed = {g: kafka.committed(g) for g in groups}
-        ends = kafka.log_end_offsets({tp for offsets in committed.values() for tp in offsets})
-    except KafkaException as exc:
-        raise kafka.unreachable(exc) from None
-    rows = []
-    for g in groups:
-        known = statuses(name, g) if statuses else None
-        by_partition = known[1] if known else {}
-        partitions = tuple(
-            PartitionRow(t, p, offset, ends[(t, p)], by_partition.get((t, p)))
-            for (t, p), offset in sorted(committed[g].items())
-            if (t, p) in ends  # else its topic was deleted
-        )
-        rows.append(GroupRow(name, g, known[0] if known else None, partitions))
-    return rows
-
-
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip()
-        for r in [headers, *rows]
-    )
-
-
-def render(rows: list[GroupRow], one_group: bool) -> str:
-    def shown(status: Status | None) -> str:
-        return _name(status) or "-"
-
-    if one_group:
-        g = rows[0]
-        head = (
-            f"cluster {g.cluster}  group {g.group}  status {shown(g.status)}  "
-            f"total lag {g.totallag}  records-lag-max {g.records_lag_max}"
-        )
-        body = [
-            [
-                p.topic,
-                str(p.partition),
-                str(p.committed),
-                str(p.log_end),
-                str(p.lag),
-                shown(p.status),
-            ]
-            for p in g.partitions
-        ]
-        headers = ["TOPIC", "PARTITION", "COMMITTED", "LOG-END", "LAG", "STATUS"]
-        return f"{head}\n{_table(headers, body)}"
-    body = [
-        [g.group, shown(g.status), str(g.totallag), str(g.records_lag_max), str(len(g.partitions))]
-        for g in rows
-    ]
-    headers = ["GROUP", "STATUS", "TOTAL-LAG", "RECORDS-LAG-MAX", "PARTITIONS"]
-    return _table(headers, body)
-
-
 @lag.command()
 @click.argument("group", required=False)
 @click.option("--cluster", "cluster_name", default=LOCAL, show_default=True)
@@ -338,17 +182,22 @@ def show(
     (--monitor-url); otherwise, with --watch, from a window this command
     builds while it runs (one interval or two before the first status); and
     otherwise it is shown as "-" (null in JSON).
+
+    A partition that a member owns but has never committed is shown as
+    kafka-consumer-groups shows it: COMMITTED "-" (null in JSON, with
+    "note": "no commits yet"); its LAG is the whole log (log-end minus
+    log-start), so that the group's total lag does not read 0.
     """
     settings = load_settings()
     config = _config(config_path).with_overrides(interval_s=interval)
     cluster = config.cluster(cluster_name)
     url = (monitor_url or f"http://{settings.monitor_host}:{settings.monitor_port}").rstrip("/")
-    statuses = _monitor_statuses(url)
+    statuses = monitor_statuses(url)
     local: Monitor | None = None
     if statuses is None and watch:
         local = Monitor(dataclasses.replace(config, clusters=(cluster,)))
         local.start()
-        statuses = _window_statuses(local)
+        statuses = window_statuses(local)
     try:
         _show(KafkaCluster(cluster), group, statuses, watch, as_json, config.interval_s)
         if statuses is None and not as_json:
@@ -386,69 +235,6 @@ def _show(
         time.sleep(interval_s)
 
 
-# --------------------------------------------------------------------------- evaluate
-
-_WINDOW_KEYS = {"commits", "broker_offsets", "current_lag", "now_ms", "allowed_lag"}
-_COMMIT_KEYS = {"offset", "timestamp_ms", "lag"}
-
-
-def _bad(path: str, why: str) -> ClickfanError:
-    return ClickfanError(f"invalid window: {path}: {why}", exit_code=2)
-
-
-def _count(value: Any, path: str) -> int:
-    """A non-negative integer (JSON true/false are not numbers here)."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _bad(path, f"expected a non-negative integer, got {json.dumps(value)}")
-    if value < 0:
-        raise _bad(path, f"must not be negative, got {value}")
-    return value
-
-
-def _object(value: Any, path: str, allowed: set[str], required: set[str]) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise _bad(path or "window", f"expected an object, got {json.dumps(value)}")
-    prefix = f"{path}." if path else ""
-    for key in sorted(set(value) - allowed):
-        raise _bad(f"{prefix}{key}", "unknown field")
-    for key in sorted(required - set(value)):
-        raise _bad(f"{prefix}{key}", "missing")
-    return value
-
-
-def evaluate_window(doc: Any, path: str = "") -> Status:
-    """Validate one `lag evaluate` window and judge it with Burrow's rules."""
-    prefix = f"{path}." if path else ""
-    window = _object(doc, path, _WINDOW_KEYS, {"commits", "current_lag", "now_ms"})
-    commits_doc = window["commits"]
-    if not isinstance(commits_doc, list):
-        raise _bad(f"{prefix}commits", "expected a list of commits, oldest first")
-    commits: list[ConsumerOffset] = []
-    for i, item in enumerate(commits_doc):
-        where = f"{prefix}commits[{i}]"
-        c = _object(item, where, _COMMIT_KEYS, {"offset", "timestamp_ms"})
-        lag = c.get("lag")
-        commit = ConsumerOffset(
-            offset=_count(c["offset"], f"{where}.offset"),
-            timestamp=_count(c["timestamp_ms"], f"{where}.timestamp_ms"),
-            lag=None if lag is None else _count(lag, f"{where}.lag"),
-        )
-        if commits and commit.timestamp < commits[-1].timestamp:
-            raise _bad(f"{where}.timestamp_ms", f"older than commits[{i - 1}]; list oldest first")
-        commits.append(commit)
-    brokers_doc = window.get("broker_offsets", [])
-    if not isinstance(brokers_doc, list):
-        raise _bad(f"{prefix}broker_offsets", "expected a list of offsets, newest first")
-    brokers = [_count(b, f"{prefix}broker_offsets[{i}]") for i, b in enumerate(brokers_doc)]
-    return partition_status(
-        commits,
-        brokers,
-        current_lag=_count(window["current_lag"], f"{prefix}current_lag"),
-        now_ms=_count(window["now_ms"], f"{prefix}now_ms"),
-        allowed_lag=_count(window.get("allowed_lag", 0), f"{prefix}allowed_lag"),
-    )
-
-
 @lag.command()
 def evaluate() -> None:
     """Judge one partition's window, read as JSON on stdin, by Burrow's rules.
@@ -460,17 +246,8 @@ def evaluate() -> None:
        "current_lag": 10, "now_ms": 1700000060000, "allowed_lag": 0}
     commits go oldest first; a commit's "lag" may be null (unknown).
     Output: {"status": "OK" | "WARNING" | "STALL" | "STOP" | "REWIND"}
-    Malformed input exits with code 2 and names the bad field.
+    Malformed input (not UTF-8, not JSON, too deeply nested, a bad field)
+    exits with code 2 and a one-line message naming what is wrong.
     """
-    text = click.get_text_stream("stdin").read()
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ClickfanError(f"stdin is not JSON: {exc}", exit_code=2) from None
-    if isinstance(doc, list):
-        result: Any = [
-            {"status": evaluate_window(w, f"[{i}]").long_name} for i, w in enumerate(doc)
-        ]
-    else:
-        result = {"status": evaluate_window(doc).long_name}
+    result = evaluate_input(click.get_binary_stream("stdin").read())
     click.echo(json.dumps(result))

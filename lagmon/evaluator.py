@@ -92,6 +92,19 @@ def recent_lag_zero(offsets: Sequence[ConsumerOffset], broker_offsets: Sequence[
     return any(b <= last for b in broker_offsets)
 
 
+def no_commits_status(current_lag: int, allowed_lag: int = 0) -> Status:
+    """A partition a member owns and has never committed (clickfan's rule; Burrow has none).
+
+    Its lag is the whole log. Past the allowed lag that is WARN, not OK: the
+    group is behind and nothing shows it moving, which is what Burrow's WARN
+    says. Not ERR: Burrow's ERR statuses (STOP, STALL, REWIND) are judged on a
+    window of commits over time, and there is none; a consumer that has just
+    joined is in this state for a moment too. An empty log (nothing to commit
+    yet) is OK.
+    """
+    return Status.WARN if current_lag > allowed_lag else Status.OK
+
+
 def evaluate_partition(
     topic: str,
     number: int,
@@ -105,8 +118,10 @@ def evaluate_partition(
     size = len(partition.offsets)
     complete = len(filled) / size if size else 0.0
     status = Status.OK
+    if partition.no_commits:
+        status = no_commits_status(partition.current_lag, allowed_lag)
     # A window less filled than minimum_complete is reported as OK, as Burrow does.
-    if filled and complete >= minimum_complete:
+    elif filled and complete >= minimum_complete:
         status = partition_status(
             filled, partition.broker_offsets, partition.current_lag, now_ms, allowed_lag
         )
@@ -120,6 +135,7 @@ def evaluate_partition(
         end=filled[-1] if filled else None,
         current_lag=partition.current_lag,
         complete=complete,
+        no_commits=partition.no_commits,
     )
 
 

@@ -1,4 +1,4 @@
-"""Burrow's v3 HTTP API and Prometheus metrics, served with aiohttp.
+"""Burrow's v3 HTTP API, and the Prometheus metrics of ``metrics``, served with aiohttp.
 
 Paths, the response envelope (``error``, ``message``, ``request``) and field
 names are Burrow's (``core/internal/httpserver``), so Burrow clients and
@@ -18,13 +18,12 @@ from typing import Any
 
 import psutil
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from clickfan.errors import ClickfanError
 from clickfan.lagmon.config import MonitorConfig
 from clickfan.lagmon.evaluator import Evaluator
+from clickfan.lagmon.metrics import registry as metrics_registry
 from clickfan.lagmon.protocol import Status, valid_group_name, valid_kafka_name
 from clickfan.lagmon.storage import Storage
 
@@ -146,70 +145,10 @@ def _status_handler(show_all: bool) -> Handler:
     return handler
 
 
-class _Metrics(Collector):
-    """Burrow's metric names, computed afresh at each scrape (no stale groups)."""
-
-    def __init__(self, storage: Storage, evaluator: Evaluator) -> None:
-        self.storage, self.evaluator = storage, evaluator
-
-    def collect(self) -> Any:
-        group_labels = ["cluster", "consumer_group"]
-        partition_labels = [*group_labels, "topic", "partition"]
-        total = GaugeMetricFamily(
-            "burrow_kafka_consumer_lag_total",
-            "The sum of all partition current lag values for the group",
-            labels=group_labels,
-        )
-        lag_max = GaugeMetricFamily(
-            "clickfan_kafka_consumer_records_lag_max",
-            "The largest partition current lag of the group (records-lag-max, seen from outside)",
-            labels=group_labels,
-        )
-        status = GaugeMetricFamily(
-            "burrow_kafka_consumer_status",
-            "The status of the consumer group: an index into "
-            "NOTFOUND, OK, WARN, ERR, STOP, STALL, REWIND",
-            labels=group_labels,
-        )
-        lag = GaugeMetricFamily(
-            "burrow_kafka_consumer_partition_lag",
-            "Number of messages the consumer group is behind by for a partition",
-            labels=partition_labels,
-        )
-        current = GaugeMetricFamily(
-            "burrow_kafka_consumer_current_offset",
-            "Latest offset committed by the group for this partition",
-            labels=partition_labels,
-        )
-        topic_offset = GaugeMetricFamily(
-            "burrow_kafka_topic_partition_offset",
-            "Latest log-end offset of this topic partition",
-            labels=["cluster", "topic", "partition"],
-        )
-        for cluster in self.storage.clusters():
-            for group in self.storage.groups(cluster) or []:
-                g = self.evaluator.group_status(cluster, group)
-                if g.status == Status.NOTFOUND:
-                    continue  # deleted since listed
-                total.add_metric([cluster, group], g.totallag)
-                lag_max.add_metric([cluster, group], g.maxlag.current_lag if g.maxlag else 0)
-                status.add_metric([cluster, group], int(g.status))
-                for p in g.partitions:
-                    labels = [cluster, group, p.topic, str(p.partition)]
-                    lag.add_metric(labels, p.current_lag)
-                    if p.end is not None:
-                        current.add_metric(labels, p.end.offset)
-            for topic in self.storage.topics(cluster) or []:
-                for number, offset in enumerate(self.storage.topic_offsets(cluster, topic) or []):
-                    topic_offset.add_metric([cluster, topic, str(number)], offset)
-        yield from (total, lag_max, status, lag, current, topic_offset)
-
-
 def make_app(storage: Storage, evaluator: Evaluator, config: MonitorConfig) -> web.Application:
     app = web.Application(middlewares=[_burrow_errors])
     app[STORAGE], app[EVALUATOR], app[CONFIG] = storage, evaluator, config
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Metrics(storage, evaluator))
+    registry = metrics_registry(storage, evaluator)
 
     async def metrics(request: web.Request) -> web.Response:
         return web.Response(

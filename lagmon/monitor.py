@@ -1,10 +1,12 @@
 """Runs the collectors of every configured cluster into one storage.
 
-Per cluster, two threads: a poller that each interval reads log-end offsets and
-partition owners through the admin API and then evaluates the cluster's groups
-for the notifier, and a reader of ``__consumer_offsets`` that stores commits as
-they happen. The reader starts after the first successful poll, because a
-commit can only be stored once its partition's log-end offset is known.
+Per cluster, two threads: a poller that each interval reads through the admin
+API the log-end offsets, the members of every group and the partitions they own
+(with the log-start offsets of those, for groups that have not committed yet),
+and then evaluates the cluster's groups for the notifier; and a reader of
+``__consumer_offsets`` that stores commits as they happen. The reader starts
+after the first successful poll, because a commit can only be stored once its
+partition's log-end offset is known.
 """
 
 from __future__ import annotations
@@ -60,10 +62,7 @@ class Monitor:
         failing = False
         while not self._stop.is_set():
             try:
-                self.storage.set_topic_offsets(cluster.name, kafka.topic_offsets())
-                groups = self.storage.groups(cluster.name) or []
-                for group, owners in kafka.owners(groups).items():
-                    self.storage.set_owners(cluster.name, group, owners)
+                self._poll_once(kafka)
             except KafkaException as exc:
                 if not failing:  # say it once per outage, not every interval
                     log.warning(
@@ -77,6 +76,20 @@ class Monitor:
                 polled.set()
                 self._notify(cluster.name)
             self._stop.wait(self.config.interval_s)
+
+    def _poll_once(self, kafka: KafkaCluster) -> None:
+        ends = kafka.topic_offsets()
+        # Every group with members, not only those that committed: a group that
+        # joined and never committed must be seen (protocol.NO_COMMITS).
+        owners = kafka.owners(kafka.groups())
+        owned = {tp for group in owners.values() for tp in group if tp[0] in ends}
+        first = kafka.log_start_offsets(owned)
+        starts = {
+            topic: [first.get((topic, p), 0) for p in range(len(ends[topic]))]
+            for topic in {t for t, _ in owned}
+        }
+        self.storage.set_topic_offsets(kafka.config.name, ends, starts)
+        self.storage.set_members(kafka.config.name, owners)
 
     def _notify(self, cluster: str) -> None:
         if self.notifier is None:

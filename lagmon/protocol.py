@@ -7,7 +7,7 @@ HTTP API answers exactly what Burrow clients expect.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
@@ -36,9 +36,18 @@ class ConsumerOffset:
     offset: int
     timestamp: int  # milliseconds since the epoch, as Burrow
     lag: int | None  # lag when committed; None when it could not be known
+    # When the monitor read the commit (ms since the epoch; Burrow's observedAt).
+    # Not part of what the commit is, so two equal commits seen at different times
+    # compare equal; 0 when the commit was not read by a monitor (`lag evaluate`).
+    observed_at: int = field(default=0, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        return {"offset": self.offset, "timestamp": self.timestamp, "lag": self.lag}
+        return {
+            "offset": self.offset,
+            "timestamp": self.timestamp,
+            "observedAt": self.observed_at,
+            "lag": self.lag,
+        }
 
 
 @dataclass(frozen=True)
@@ -48,9 +57,18 @@ class ConsumerPartition:
     # The window, oldest first; slots not yet filled are None and come first.
     offsets: tuple[ConsumerOffset | None, ...]
     broker_offsets: tuple[int, ...]  # recent log-end offsets, newest first
+    # Lag against the newest log-end offset; for a partition a member owns that
+    # has no commit yet, the whole log (log-end minus log-start): see NO_COMMITS.
     current_lag: int
     owner: str = ""
     client_id: str = ""
+    # A member of the group owns the partition (Burrow keeps this as owner only).
+    assigned: bool = False
+
+    @property
+    def no_commits(self) -> bool:
+        """Owned by a member, never committed: Kafka's tools show "-" for it."""
+        return self.assigned and not any(self.offsets)
 
     def to_json(self) -> dict[str, Any]:
         # Burrow leaves broker offsets out of its JSON, and spells current-lag so.
@@ -61,6 +79,12 @@ class ConsumerPartition:
             "current-lag": self.current_lag,
         }
 
+
+# What the CLI, the API and the demo say for a partition a member owns with no
+# commit yet: Kafka's tools show its offset and lag as "-". Where a number is
+# needed (current_lag, totallag, metrics) its lag is the whole log, log-end minus
+# log-start: what a consumer starting from the earliest offset has to read.
+NO_COMMITS = "no commits yet"
 
 # topic -> partitions, indexed by partition number
 ConsumerTopics = dict[str, list[ConsumerPartition]]
@@ -77,8 +101,12 @@ class PartitionStatus:
     end: ConsumerOffset | None
     current_lag: int
     complete: float
+    no_commits: bool = False
 
     def to_json(self) -> dict[str, Any]:
+        # "note" only on partitions without a commit, so Burrow's shape is unchanged
+        # for every other partition.
+        note = {"note": NO_COMMITS} if self.no_commits else {}
         return {
             "topic": self.topic,
             "partition": self.partition,
@@ -89,6 +117,7 @@ class PartitionStatus:
             "end": self.end.to_json() if self.end else None,
             "current_lag": self.current_lag,
             "complete": self.complete,
+            **note,
         }
 
 

@@ -64,6 +64,9 @@ class Sink(abc.ABC):
     partitions are revoked or the worker must stop now).
     """
 
+    async def start(self) -> None:  # noqa: B027 (optional hook, most sinks need nothing)
+        """The worker started: prepare what the first flush needs (e.g. an index template)."""
+
     @abc.abstractmethod
     async def open(self, partitions: set[int]) -> None:
         """Partitions of the source topic were assigned; state is (re)built lazily or here."""

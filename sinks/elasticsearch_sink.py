@@ -2,10 +2,17 @@
 
 Every flush ends with each document of the batch either indexed or confirmed
 in the dead-letter topic; only then are the batch's offsets safe to commit.
-Cluster trouble (connection refused, timeouts, 429, 5xx, whole requests or
-single items) is retried with backoff for as long as it lasts; a document the
-cluster refuses for good (a 4xx on the item, e.g. a value its mapping cannot
-take) is dead-lettered and the worker goes on.
+What a failure means decides what happens (see es_bulk.outcome):
+
+- the cluster is busy or broken (connection refused, timeouts, 429, 5xx, on
+  the whole request or on single items): retried with backoff as long as it
+  lasts;
+- the cluster's state refuses writes (an index closed, a write block, a
+  missing index with auto-create off, no authorization): the documents are
+  held and retried the same way, logged once per interval with the reason,
+  so an operator can fix it; nothing of it is dead-lettered;
+- the document's own fault (a value its mapping cannot take): dead-lettered
+  with Elasticsearch's reason, and the worker goes on.
 """
 
 from __future__ import annotations
@@ -13,11 +20,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import elasticsearch
 from elasticsearch import AsyncElasticsearch
 
-from clickfan.settings import Settings
 from clickfan.sinks import es_bulk, es_index
 from clickfan.sinks.base import DeadLetterFn, Rejection, Sink, SinkRecord
 from clickfan.sinks.retry import Retry, RetryPolicy
@@ -27,8 +34,18 @@ log = logging.getLogger(__name__)
 REJECTED_REASON = "es_rejected"
 
 
+@dataclass(frozen=True)
+class ElasticsearchConfig:
+    url: str
+    index_prefix: str  # daily indices <prefix>-YYYY.MM.DD, template <prefix>
+    bulk_bytes: int  # a bigger batch is sent as several bulk requests
+    request_timeout_s: float  # one HTTP call
+    index_shards: int
+    index_replicas: int
+
+
 class ItemsToRetry(Exception):
-    """Some documents of a bulk request got 429/5xx: the batch is not done yet."""
+    """Some documents of a bulk request were not indexed and not refused: not done yet."""
 
 
 def _transient(exc: BaseException) -> bool:
@@ -39,39 +56,37 @@ def _transient(exc: BaseException) -> bool:
 
 
 class ElasticsearchSink(Sink):
-    def __init__(self, settings: Settings, dead_letter: DeadLetterFn, abort: asyncio.Event) -> None:
-        self._prefix = es_index.check_prefix(settings.index_prefix)
-        self._settings = settings
+    def __init__(
+        self,
+        config: ElasticsearchConfig,
+        retry: RetryPolicy,
+        dead_letter: DeadLetterFn,
+        abort: asyncio.Event,
+    ) -> None:
+        self._prefix = es_index.check_prefix(config.index_prefix)
+        self._config = config
         self._dead_letter = dead_letter
         self._abort = abort
         self._es = AsyncElasticsearch(
-            settings.es_url,
-            request_timeout=settings.sink_request_timeout_s,
+            config.url,
+            request_timeout=config.request_timeout_s,
             # retries are ours (with backoff and without limit), not the client's
             max_retries=0,
             retry_on_timeout=False,
         )
-        self._retry = Retry(
-            f"Elasticsearch at {settings.es_url}",
-            log,
-            RetryPolicy(
-                settings.sink_retry_initial_s,
-                settings.sink_retry_max_s,
-                settings.sink_log_interval_s,
-            ),
-            is_transient=_transient,
-        )
+        self._retry = Retry(f"Elasticsearch at {config.url}", log, retry, is_transient=_transient)
         self._buffer: list[SinkRecord] = []
         self._template_ready = False
-        self.indexed = 0
-        self.rejected = 0
+
+    async def start(self) -> None:
+        await self.ensure_template()
 
     async def ensure_template(self) -> None:
         """Install (or update) the index template before the first document is indexed."""
         if self._template_ready:
             return
-        s = self._settings
-        body = es_index.template_body(self._prefix, s.es_index_shards, s.es_index_replicas)
+        c = self._config
+        body = es_index.template_body(self._prefix, c.index_shards, c.index_replicas)
 
         async def put() -> None:
             await self._es.indices.put_index_template(
@@ -108,8 +123,6 @@ class ElasticsearchSink(Sink):
         rejections = await self._index(docs)
         if rejections:
             await self._dead_letter(rejections)
-            self.rejected += len(rejections)
-        self.indexed += len(docs) - len(rejections)
         self._buffer = []
         offsets: dict[int, int] = {}
         for r in records:
@@ -124,8 +137,9 @@ class ElasticsearchSink(Sink):
         async def attempt() -> None:
             nonlocal pending
             todo, retry_later = pending, []
+            held: list[str] = []  # why the cluster refused, one per document held
             while todo:
-                chunk = es_bulk.first_chunk(todo, self._settings.es_bulk_bytes)
+                chunk = es_bulk.first_chunk(todo, self._config.bulk_bytes)
                 try:
                     response = await self._es.bulk(
                         operations=es_bulk.operations(chunk),
@@ -138,13 +152,20 @@ class ElasticsearchSink(Sink):
                 if not response.get("errors"):
                     continue
                 for doc, item in zip(chunk, response["items"], strict=True):
-                    status, error = es_bulk.item_status(item)
-                    result = es_bulk.outcome(status)
+                    result, error = es_bulk.judge(item)
                     if result is es_bulk.Outcome.RETRY:
                         retry_later.append(doc)
+                    elif result is es_bulk.Outcome.HOLD:
+                        retry_later.append(doc)
+                        held.append(error)
                     elif result is es_bulk.Outcome.REJECTED:
                         rejections.append(Rejection(doc.record, REJECTED_REASON, error))
             pending = retry_later
+            if held:
+                raise ItemsToRetry(
+                    f"{len(held)} documents held, the cluster refuses writes ({held[0]}); "
+                    "open the index, lift the block, create it or grant the privilege"
+                )
             if retry_later:
                 raise ItemsToRetry(f"{len(retry_later)} documents got 429/5xx")
 

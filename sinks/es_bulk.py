@@ -24,14 +24,38 @@ class Doc:
 class Outcome(Enum):
     INDEXED = "indexed"
     RETRY = "retry"  # 429 or 5xx: the cluster is busy or broken, try again later
-    REJECTED = "rejected"  # any other 4xx: this document will never be accepted
+    # The cluster's state refuses writes (index closed, write block, index missing with
+    # auto-create off, not authorized): not the document's fault, so it is held and
+    # retried until an operator fixes the cluster; it must not be dead-lettered.
+    HOLD = "hold"
+    REJECTED = "rejected"  # the document's fault (mapping, parsing, a field's value): DLQ
 
 
-def outcome(status: int) -> Outcome:
+# Error types of a bulk item that say something about the cluster, not the document.
+CLUSTER_STATE_ERRORS = frozenset(
+    {
+        "index_closed_exception",
+        "cluster_block_exception",
+        "index_not_found_exception",
+        "security_exception",
+    }
+)
+
+
+def outcome(status: int, error_type: str = "") -> Outcome:
+    """What an item's status and error type mean.
+
+    Any other 4xx (mapper_parsing_exception, document_parsing_exception,
+    strict_dynamic_mapping_exception, illegal_argument_exception on a field, or
+    a type we do not know) is the document's: it goes to the dead-letter topic
+    with the reason, so one document can never stop the indexer.
+    """
     if 200 <= status < 300:
         return Outcome.INDEXED
     if status == 429 or status >= 500:
         return Outcome.RETRY
+    if status in (401, 403) or error_type in CLUSTER_STATE_ERRORS:
+        return Outcome.HOLD
     return Outcome.REJECTED
 
 
@@ -58,9 +82,22 @@ def operations(docs: Sequence[Doc]) -> list[dict[str, Any]]:
     return ops
 
 
+def _result(item: dict[str, Any]) -> dict[str, Any]:
+    result = item.get("index") or next(iter(item.values()), {})
+    return result if isinstance(result, dict) else {}
+
+
+def judge(item: dict[str, Any]) -> tuple[Outcome, str]:
+    """The outcome of one entry of a bulk response's ``items`` and its error text."""
+    status, text = item_status(item)
+    error = _result(item).get("error")
+    error_type = str(error.get("type", "")) if isinstance(error, dict) else ""
+    return outcome(status, error_type), text
+
+
 def item_status(item: dict[str, Any]) -> tuple[int, str]:
     """Status and error text of one entry of a bulk response's ``items``."""
-    result = item.get("index") or next(iter(item.values()), {})
+    result = _result(item)
     error = result.get("error")
     if isinstance(error, dict):
         cause = error.get("caused_by", {}).get("reason")

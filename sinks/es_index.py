@@ -11,8 +11,9 @@ reader).
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Any
+
+from clickfan.events import event_time_utc
 
 _KEYWORD = {"type": "keyword"}
 _URL = {"type": "keyword", "ignore_above": 2048}
@@ -78,6 +79,7 @@ def template_body(prefix: str, shards: int, replicas: int) -> dict[str, Any]:
 
 
 def index_name(prefix: str, event_time: str) -> str:
-    """``<prefix>-YYYY.MM.DD`` of the event's UTC day."""
-    day = datetime.fromisoformat(event_time).astimezone(UTC)
-    return f"{prefix}-{day:%Y.%m.%d}"
+    """``<prefix>-YYYY.MM.DD`` of a valid event's UTC day (clickfan.events.event_time_utc)."""
+    t = event_time_utc(event_time)
+    # not strftime: %Y gives "1", not "0001", for the year 1 on Linux
+    return f"{prefix}-{t.year:04d}.{t.month:02d}.{t.day:02d}"

@@ -1,15 +1,20 @@
-"""The HDFS sink: JSON Lines by event hour, every offset archived exactly once.
+"""The HDFS sink: JSON Lines by event hour, every offset archived exactly once, one writer.
 
 Records of a partition are held in memory (bounded by the roll limits) as one
 pending roll: a contiguous offset range, one file per event hour. Rolling
-writes each file completely under ``_tmp/``, then commits the roll with its
-marker in ``_committed/``, then renames the files into their hour folders
-(see sinks.hdfs_layout for why this survives kill -9 at any moment). Only
-then does the partition's offset become safe to commit in Kafka.
+writes each file completely into this owner's folder under ``_tmp/``, then
+commits the roll by renaming its marker into ``_committed/``, then renames
+the files into their hour folders (see sinks.hdfs_layout for why this
+survives kill -9 at any moment). Only then does the partition's offset
+become safe to commit in Kafka.
 
-A partition's state is loaded from HDFS the first time one of its records
-arrives after an assignment: leftovers are finished or deleted, and records
-below the committed end are skipped, so re-delivery never archives twice.
+Taking a partition over (within a second of its assignment, or when its
+first record arrives) first fences every earlier owner, then finishes their
+committed rolls and deletes the rest (see sinks.hdfs_fence: a stalled
+archiver that lost the partition can then never publish a file). Records
+below the committed end are skipped, so re-delivery never archives twice,
+and a batch of only such records still moves the committed offset up to
+what HDFS holds, so an idle topic reaches lag 0.
 """
 
 from __future__ import annotations
@@ -18,23 +23,56 @@ import asyncio
 import logging
 import posixpath
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
 from hdfs import HdfsError, InsecureClient
+from hdfs.client import _to_error
 
 from clickfan.events import encode_event
-from clickfan.settings import Settings
 from clickfan.sinks.base import Sink, SinkRecord
-from clickfan.sinks.hdfs_layout import COMMITTED_DIR, TMP_DIR, Marker, Roll, bucket, plan_recovery
+from clickfan.sinks.hdfs_fence import (
+    TakeOverPlan,
+    commit_name,
+    data_name,
+    partition_dir,
+    plan_take_over,
+)
+from clickfan.sinks.hdfs_layout import COMMITTED_DIR, TMP_DIR, Marker, Roll, bucket
 from clickfan.sinks.hdfs_roll import PendingRoll
 from clickfan.sinks.retry import Retry, RetryPolicy
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# A fenced partition whose records still arrive this long after is held by nobody.
+FENCED_GRACE_S = 120.0
+
+
+@dataclass(frozen=True)
+class RollLimits:
+    """A partition's pending records are rolled at whichever limit comes first."""
+
+    records: int
+    bytes: int
+    seconds: float  # age of the oldest pending record
+
+
+@dataclass(frozen=True)
+class HdfsConfig:
+    url: str  # WebHDFS, e.g. http://127.0.0.1:9870
+    user: str
+    root: str  # the archive's folder
+    roll: RollLimits
+    request_timeout_s: float  # one WebHDFS call
+
+
+class Fenced(Exception):
+    """Another archiver took the partition over after this one: drop it, never retry."""
 
 
 def _transient(exc: BaseException) -> bool:
@@ -44,34 +82,28 @@ def _transient(exc: BaseException) -> bool:
 
 @dataclass
 class _PartitionState:
+    owner: str  # this owner's folder (absolute); gone once another owner fenced it
     next_offset: int | None  # first offset not yet handled; lower ones are skipped
     committed_end: int | None  # end of the newest marker
     roll: PendingRoll
+    report: bool = False  # committed_end + 1 is to be (re)committed in Kafka
+    fenced_at: float | None = None  # monotonic; taken over by another archiver since
 
 
 class HdfsSink(Sink):
-    def __init__(self, settings: Settings, topic: str, abort: asyncio.Event) -> None:
-        self._settings = settings
+    def __init__(
+        self, config: HdfsConfig, retry: RetryPolicy, topic: str, abort: asyncio.Event
+    ) -> None:
+        self._config = config
         self._topic = topic
         self._abort = abort
-        self._root = "/" + settings.hdfs_root.strip("/")
+        self._root = "/" + config.root.strip("/")
         self._client = InsecureClient(
-            settings.webhdfs_url, user=settings.hdfs_user, timeout=settings.sink_request_timeout_s
+            config.url, user=config.user, timeout=config.request_timeout_s
         )
-        self._retry = Retry(
-            f"HDFS at {settings.webhdfs_url}",
-            log,
-            RetryPolicy(
-                settings.sink_retry_initial_s,
-                settings.sink_retry_max_s,
-                settings.sink_log_interval_s,
-            ),
-            is_transient=_transient,
-        )
+        self._retry = Retry(f"HDFS at {config.url}", log, retry, is_transient=_transient)
+        self._assigned: set[int] = set()
         self._partitions: dict[int, _PartitionState] = {}
-        self.archived = 0
-        self.skipped = 0
-        self.rolls = 0
 
     def _path(self, *parts: str) -> str:
         return posixpath.join(self._root, *parts)
@@ -81,11 +113,13 @@ class HdfsSink(Sink):
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def open(self, partitions: set[int]) -> None:
-        # State is loaded lazily in put(): HDFS calls do not belong in a rebalance callback.
+        # Taken over in flush()/put(): HDFS calls do not belong in a rebalance callback.
+        self._assigned = set(partitions)
         for p in partitions:
             self._partitions.pop(p, None)
 
     async def close(self, partitions: set[int]) -> None:
+        self._assigned -= partitions
         for p in partitions:
             self._partitions.pop(p, None)
 
@@ -97,10 +131,15 @@ class HdfsSink(Sink):
         for r in records:
             state = self._partitions.get(r.partition)
             if state is None:
-                state = self._partitions[r.partition] = await self._load(r.partition)
+                state = self._partitions[r.partition] = await self._take_over(r.partition)
+            if state.fenced_at is not None:
+                self._check_still_fenced(state, now)
+                continue  # its new owner archives it
             expected = state.next_offset
             if expected is not None and r.offset < expected:
-                self.skipped += 1  # archived (or pending) already: a re-delivery
+                # archived (or pending) already: a re-delivery; its offset may still
+                # have to move up to what HDFS holds
+                state.report = True
                 continue
             if expected is not None and r.offset > expected:
                 log.warning(
@@ -118,105 +157,209 @@ class HdfsSink(Sink):
             state.next_offset = r.offset + 1
 
     async def flush(self, force: bool = False) -> dict[int, int]:
-        s = self._settings
+        # Partitions assigned and not taken over yet: fence and recover now, so that a
+        # roll committed but not published by the previous owner is not hidden until
+        # the next record arrives.
+        for p in sorted(self._assigned - self._partitions.keys()):
+            self._partitions[p] = await self._take_over(p)
+        limits = self._config.roll
         now = time.monotonic()
-        committed: dict[int, int] = {}
-        for p, state in sorted(self._partitions.items()):
+        for state in self._partitions.values():
             roll = state.roll
-            if roll.empty():
+            if state.fenced_at is not None or roll.empty():
                 continue
-            if force or roll.due(now, s.hdfs_roll_records, s.hdfs_roll_bytes, s.hdfs_roll_s):
-                await self._roll(state)
-                committed[p] = (state.committed_end or 0) + 1
-        return committed
+            if force or roll.due(now, limits.records, limits.bytes, limits.seconds):
+                try:
+                    await self._roll(state)
+                except Fenced as exc:
+                    self._fenced(state, exc)
+        safe: dict[int, int] = {}
+        for p, state in sorted(self._partitions.items()):
+            if state.report and state.fenced_at is None and state.committed_end is not None:
+                safe[p] = state.committed_end + 1
+            state.report = False
+        return safe
 
-    # -- rolling -------------------------------------------------------------
+    def _fenced(self, state: _PartitionState, exc: Fenced) -> None:
+        roll = state.roll
+        held = "nothing" if roll.empty() else f"offsets {roll.start}..{roll.end}"
+        log.warning(
+            "partition %d: fenced, another archiver took it over (%s); dropping %s, "
+            "its new owner archives them",
+            roll.partition,
+            exc,
+            held,
+        )
+        state.fenced_at = time.monotonic()
+        state.roll = PendingRoll(self._topic, roll.partition)
+
+    def _check_still_fenced(self, state: _PartitionState, now: float) -> None:
+        """Records of a fenced partition: fine while this worker learns it lost it, not for long.
+
+        A fence means the group gave the partition to another member, so this
+        one soon hears of it and its partitions are revoked. Records still
+        arriving long after mean the fencer was the stale one (a zombie taking a
+        partition over before it heard of its own revocation): exit loudly, so a
+        restart re-reads the partition from its last commit, rather than hold it
+        without archiving it.
+        """
+        assert state.fenced_at is not None
+        if now - state.fenced_at > FENCED_GRACE_S:
+            raise RuntimeError(
+                f"partition {state.roll.partition} of {self._topic}: still assigned here "
+                f"{now - state.fenced_at:.0f}s after another archiver fenced it; stopping "
+                "so that a restart re-reads it from its last commit"
+            )
+
+    # -- HDFS steps of an owner ----------------------------------------------------
+
+    def _owned(self, state: _PartitionState, step: Callable[[], T]) -> T:
+        """Run ``step``; a failure with this owner's folder gone means fenced."""
+        try:
+            return step()
+        except (HdfsError, requests.RequestException) as exc:
+            # (if HDFS is down this check fails too, and the step is retried as transient)
+            if self._client.status(state.owner, strict=False) is None:
+                reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+                raise Fenced(f"its folder {state.owner} is gone: {reason}") from None
+            raise
+
+    def _create(self, path: str, data: bytes) -> None:
+        """Write a file; fails if its folder is missing (client.write would create it)."""
+        # hdfs 2.7.3 has no parameter for it: its generated _create passes createparent on
+        res = self._client._create(path, overwrite=True, createparent="false")
+        done = self._client._request(method="PUT", url=res.headers["location"], data=data)
+        if not done:
+            raise _to_error(done)
+
+    def _move(self, src: str, dst: str) -> None:
+        """Rename ``src`` to ``dst``; done too when an earlier answer was lost."""
+        try:
+            self._client.rename(src, dst)
+        except HdfsError:
+            moved = self._client.status(src, strict=False) is None
+            if not moved or self._client.status(dst, strict=False) is None:
+                raise
+
+    def _publish(self, owner: str, files: list[tuple[str, str]]) -> None:
+        """Rename (temp path below ``owner``, destination below the root) pairs into place."""
+        for relpath, dest in files:
+            dst = self._path(dest)
+            self._client.makedirs(posixpath.dirname(dst))  # outside the owner folder
+            self._move(posixpath.join(owner, relpath), dst)
+
+    # -- rolling -------------------------------------------------------------------
 
     async def _roll(self, state: _PartitionState) -> None:
         roll = state.roll
         assert roll.start is not None and roll.end is not None
-        rid = Roll(self._topic, roll.partition, roll.start, roll.end)
-        tmp_dir = self._path(TMP_DIR, rid.name)
-        marker = self._path(COMMITTED_DIR, Marker(self._topic, roll.partition, roll.end).name)
-        files = roll.archive_files()
+        start, end = roll.start, roll.end
+        marker = self._path(COMMITTED_DIR, Marker(self._topic, roll.partition, end).name)
+        files = [
+            (data_name(start, end, folder, final.name), posixpath.join(folder, final.name), f)
+            for folder, final, f in roll.archive_files()
+        ]
 
         def write_and_commit() -> None:
             # After the marker exists the temp files must never be rewritten: a
             # kill -9 mid-rewrite would leave a committed roll with a partial file.
             if self._client.status(marker, strict=False) is not None:
                 return
-            for folder, final, pending in files:
-                path = posixpath.join(tmp_dir, folder, final.name)
-                self._client.write(path, data=pending.data(), overwrite=True)
-            self._client.write(marker, data=b"", overwrite=True)  # the commit point
+            for name, _, pending in files:
+                self._create(posixpath.join(state.owner, name), pending.data())
+            temp_marker = posixpath.join(state.owner, commit_name(start, end))
+            self._create(temp_marker, b"")
+            self._move(temp_marker, marker)  # the commit point, fenced by its source
 
-        what = f"partition {roll.partition} offsets {roll.start}..{roll.end}"
-        await self._retry.call(lambda: self._io(write_and_commit), f"rolling {what}", self._abort)
-        previous = state.committed_end
-        state.committed_end = roll.end
-        state.roll = PendingRoll(self._topic, roll.partition)
-        self.rolls += 1
-        self.archived += sum(len(f.lines) for _, _, f in files)
-        stale = [] if previous is None else [Marker(self._topic, roll.partition, previous)]
+        what = f"partition {roll.partition} offsets {start}..{end}"
         await self._retry.call(
-            lambda: self._io(self._publish, rid, stale), f"publishing {what}", self._abort
+            lambda: self._io(self._owned, state, write_and_commit), f"rolling {what}", self._abort
+        )
+        previous = state.committed_end
+        state.committed_end = end
+        state.report = True
+        state.roll = PendingRoll(self._topic, roll.partition)
+
+        def publish() -> None:
+            self._publish(state.owner, [(name, dest) for name, dest, _ in files])
+            if previous is not None:
+                stale = Marker(self._topic, roll.partition, previous)
+                self._client.delete(self._path(COMMITTED_DIR, stale.name))
+
+        await self._retry.call(
+            lambda: self._io(self._owned, state, publish), f"publishing {what}", self._abort
         )
         log.debug("rolled %s into %d files", what, len(files))
 
-    def _publish(self, rid: Roll, stale: list[Marker]) -> None:
-        """Rename a committed roll's files into place; idempotent, also used by recovery."""
-        tmp_dir = self._path(TMP_DIR, rid.name)
-        for folder, _dirs, names in self._client.walk(tmp_dir, ignore_missing=True):
-            for name in names:
-                src = posixpath.join(folder, name)
-                dst = self._path(posixpath.relpath(src, tmp_dir))
-                self._client.makedirs(posixpath.dirname(dst))
-                try:
-                    self._client.rename(src, dst)
-                except HdfsError:
-                    # a rename whose answer was lost: done if the file is in place
-                    moved = self._client.status(src, strict=False) is None
-                    if not moved or self._client.status(dst, strict=False) is None:
-                        raise
-        self._client.delete(tmp_dir, recursive=True)
-        for marker in stale:
-            self._client.delete(self._path(COMMITTED_DIR, marker.name))
+    # -- taking a partition over -----------------------------------------------------
 
-    # -- recovery ------------------------------------------------------------
-
-    def _list(self, folder: str) -> list[str]:
-        path = self._path(folder)
+    def _list(self, path: str) -> list[str]:
         if self._client.status(path, strict=False) is None:
             return []
         return self._client.list(path)
 
-    def _recover(self, partition: int) -> _PartitionState:
-        plan = plan_recovery(self._topic, partition, self._list(COMMITTED_DIR), self._list(TMP_DIR))
-        for rid in plan.finish:
-            self._publish(rid, [])
-        for rid in plan.discard:
-            self._client.delete(self._path(TMP_DIR, rid.name), recursive=True)
-        for marker in plan.stale_markers:
-            self._client.delete(self._path(COMMITTED_DIR, marker.name))
-        if plan.finish or plan.discard:
-            log.info(
-                "partition %d: finished %d committed rolls, deleted %d partial ones",
-                partition,
-                len(plan.finish),
-                len(plan.discard),
-            )
-        return _PartitionState(
-            next_offset=plan.resume_offset,
-            committed_end=plan.committed_end,
-            roll=PendingRoll(self._topic, partition),
-        )
+    def _fence_and_recover(self, partition: int) -> _PartitionState:
+        base = self._path(partition_dir(self._topic, partition))
+        me = uuid.uuid4().hex
+        owner = posixpath.join(base, me)
+        state = _PartitionState(owner, None, None, PendingRoll(self._topic, partition))
+        self._client.makedirs(owner)  # one MKDIRS; nothing is ever created inside with it
+        self._client.makedirs(self._path(COMMITTED_DIR))
+        # the fence: every earlier owner's folder (and legacy rolls) into ours
+        earlier = [posixpath.join(base, n) for n in self._list(base) if n != me]
+        for name in self._list(self._path(TMP_DIR)):
+            roll = Roll.parse(name)
+            if roll is not None and (roll.topic, roll.partition) == (self._topic, partition):
+                earlier.append(self._path(TMP_DIR, name))
 
-    async def _load(self, partition: int) -> _PartitionState:
-        state = await self._retry.call(
-            lambda: self._io(self._recover, partition),
-            f"recovering partition {partition}",
-            self._abort,
-        )
+        def fence_and_recover() -> TakeOverPlan:
+            for path in earlier:
+                self._move(path, posixpath.join(owner, posixpath.basename(path)))
+
+            # only now what HDFS holds: no earlier owner can commit any more
+            fenced_files = [
+                posixpath.relpath(posixpath.join(folder, n), owner)
+                for folder, _, names in self._client.walk(owner)
+                for n in names
+            ]
+            plan = plan_take_over(
+                self._topic, partition, self._list(self._path(COMMITTED_DIR)), fenced_files
+            )
+            self._publish(owner, plan.publish)
+            for path in earlier:
+                self._client.delete(posixpath.join(owner, posixpath.basename(path)), recursive=True)
+            for marker in plan.stale_markers:
+                self._client.delete(self._path(COMMITTED_DIR, marker.name))
+            return plan
+
+        plan = self._owned(state, fence_and_recover)
+        if earlier:
+            log.info(
+                "partition %d: fenced %d earlier owner folder(s); finished %d committed "
+                "rolls, deleted %d partial ones%s",
+                partition,
+                len(earlier),
+                len(plan.finished),
+                len(plan.dropped),
+                f", {len(plan.unknown)} unknown files" if plan.unknown else "",
+            )
+        state.next_offset = plan.resume_offset
+        state.committed_end = plan.committed_end
+        return state
+
+    async def _take_over(self, partition: int) -> _PartitionState:
+        try:
+            # a retry after a failure starts over with a new owner folder, which
+            # fences the one of the failed attempt like any other
+            state = await self._retry.call(
+                lambda: self._io(self._fence_and_recover, partition),
+                f"taking over partition {partition}",
+                self._abort,
+            )
+        except Fenced as exc:
+            state = _PartitionState("", None, None, PendingRoll(self._topic, partition))
+            self._fenced(state, exc)
+            return state
         log.info(
             "partition %d: resuming after offset %s (from %s)",
             partition,

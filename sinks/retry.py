@@ -92,7 +92,7 @@ class Retry:
             "(%d failures in %.0fs)",
             f"{action} on {self.what}",
             type(exc).__name__,
-            str(exc)[:300],
+            str(exc)[:500],
             self._max_s,
             self._failures,
             down_for,

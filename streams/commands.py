@@ -45,14 +45,15 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def _start(kind: str, settings: Settings, bootstrap_servers: str | None) -> None:
     # Faust and the sinks are imported only when a worker really starts.
-    from clickfan.streams import es_indexer, hdfs_archiver, runtime
+    from clickfan.streams import es_indexer, faust_compat, hdfs_archiver, runtime
 
+    faust_compat.check_version()
+    faust_compat.read_any_header_keys()
     bootstrap = bootstrap_servers or settings.bootstrap_servers
-    runtime.setup_logging(settings.worker_loglevel)
+    runtime.setup_logging(settings.worker_loglevel, settings.sink_log_interval_s)
     runtime.check_topics(bootstrap, settings.topic, settings.dlq_topic)
     module = es_indexer if kind == "es" else hdfs_archiver
-    app, pipeline = module.create_app(settings, bootstrap)
-    runtime.run(app, pipeline, settings)
+    module.create_worker(settings, bootstrap).run()
 
 
 @click.group("worker")

@@ -17,6 +17,13 @@ therefore holds a bad record once per group; read it filtered by
 A send counts as done only when the brokers confirmed it (acks=all); until
 then the source offset is not handled and is not committed. After a crash a
 record may be dead-lettered again (at least once, like the sinks' re-delivery).
+
+A failed send is judged by the Kafka error's own ``retriable`` flag: a
+retriable one (no leader, not enough replicas, the topic unknown for now,
+brokers unreachable) is retried with backoff while the offsets are held and a
+line per interval names the topic and the error; any other (message too
+large for the topic, not authorized) raises DeadLetterUnwritable, and the
+worker exits non-zero without committing past the record.
 """
 
 from __future__ import annotations
@@ -26,9 +33,9 @@ import logging
 from collections.abc import Sequence
 
 import faust
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
-from clickfan.settings import Settings
+from clickfan.errors import ClickfanError
 from clickfan.sinks.base import Rejection
 from clickfan.sinks.retry import Retry, RetryPolicy
 
@@ -60,32 +67,52 @@ def headers(rejection: Rejection, group: str) -> list[tuple[str, bytes]]:
     return original + [(k, v.encode("utf-8", "replace")) for k, v in ours]
 
 
-def _transient(exc: BaseException) -> bool:
-    return isinstance(exc, KafkaError | asyncio.TimeoutError | ConnectionError)
+def kafka_error(exc: BaseException) -> KafkaError | None:
+    """The Kafka client's error behind ``exc`` (Faust wraps send errors in its own)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, KafkaError):
+            return seen
+        seen = seen.__cause__
+    return None
+
+
+def retriable(exc: BaseException) -> bool:
+    """Whether a failed dead-letter send may succeed if tried again, by the error's own flag."""
+    error = kafka_error(exc)
+    if error is None:
+        return False
+    # A request that timed out (e.g. no leader within the request timeout) is retriable
+    # in Kafka's own clients (Java's TimeoutException); aiokafka leaves its flag unset.
+    return bool(error.retriable) or isinstance(error, KafkaTimeoutError)
+
+
+class DeadLetterUnwritable(ClickfanError):
+    """The dead-letter topic refused a record for good: the worker must stop, not skip it."""
 
 
 class DeadLetterQueue:
     def __init__(
-        self, app: faust.App, settings: Settings, topic: str, group: str, abort: asyncio.Event
+        self,
+        app: faust.App,
+        topic: str,
+        group: str,
+        retry: RetryPolicy,
+        abort: asyncio.Event,
     ) -> None:
         self.topic_name = topic
         self._topic = app.topic(topic, key_serializer="raw", value_serializer="raw")
         self._group = group
         self._abort = abort
-        self._retry = Retry(
-            f"dead-letter topic {topic}",
-            log,
-            RetryPolicy(
-                settings.sink_retry_initial_s,
-                settings.sink_retry_max_s,
-                settings.sink_log_interval_s,
-            ),
-            is_transient=_transient,
-        )
+        self._retry = Retry(f"dead-letter topic {topic}", log, retry, is_transient=retriable)
         self.sent = 0
 
     async def send(self, rejections: Sequence[Rejection]) -> None:
-        """Produce ``rejections`` and wait until every one is acknowledged."""
+        """Produce ``rejections`` and wait until every one is acknowledged.
+
+        Raises DeadLetterUnwritable on an error that is not retriable, and
+        Aborted when the partitions are revoked (or the worker stops) meanwhile.
+        """
         pending = list(rejections)
 
         async def attempt() -> None:
@@ -108,7 +135,17 @@ class DeadLetterQueue:
             if errors:
                 raise errors[0]
 
-        if pending:
-            await self._retry.call(
-                attempt, f"dead-lettering {len(pending)} records to {self.topic_name}", self._abort
-            )
+        if not pending:
+            return
+        try:
+            await self._retry.call(attempt, f"dead-lettering {len(pending)} records", self._abort)
+        except Exception as exc:
+            error = kafka_error(exc)
+            if error is None:
+                raise  # not Kafka's answer (Aborted, or a bug): as it is
+            what = getattr(error, "description", "") or str(error)
+            raise DeadLetterUnwritable(
+                f"cannot write to the dead-letter topic {self.topic_name}: "
+                f"{type(error).__name__}, not retriable ({what}); the records it was for "
+                "stay uncommitted: fix the topic, then start the worker again"
+            ) from exc

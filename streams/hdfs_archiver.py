@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-
-import faust
 
 from clickfan.settings import Settings
 from clickfan.sinks.hdfs_sink import HdfsSink
-from clickfan.streams.deadletter import DeadLetterQueue
-from clickfan.streams.pipeline import SinkPipeline
-from clickfan.streams.runtime import make_app, source_topic
+from clickfan.streams import configs, runtime
 
 log = logging.getLogger(__name__)
 
@@ -19,28 +14,16 @@ log = logging.getLogger(__name__)
 _ROLL_CHECK_S = 1.0
 
 
-def create_app(settings: Settings, bootstrap_servers: str) -> tuple[faust.App, SinkPipeline]:
-    group = settings.hdfs_group
-    app = make_app(settings, group, bootstrap_servers)
-    abort = asyncio.Event()
-    dlq = DeadLetterQueue(app, settings, settings.dlq_topic, group, abort)
-    sink = HdfsSink(settings, settings.topic, abort)
-    pipeline = SinkPipeline(app, settings.topic, sink, dlq, abort, settings.max_event_bytes, log)
-    clicks = source_topic(app, settings.topic)
-
-    # concurrency 1: one batch at a time per process, in offset order per partition
-    @app.agent(clicks, concurrency=1, name="hdfs-archiver")
-    async def archive(stream: faust.StreamT) -> None:
-        batches = stream.take_events(settings.worker_batch_records, settings.worker_batch_s)
-        async for events in batches:
-            await pipeline.process(events)
-
-    # a loop rather than app.timer: a roll may take longer than the interval
-    @app.task
-    async def roll_by_age() -> None:
-        while True:
-            await asyncio.sleep(_ROLL_CHECK_S)
-            await pipeline.tick()
-
-    pipeline.connect(settings.worker_stats_interval_s)
-    return app, pipeline
+def create_worker(settings: Settings, bootstrap_servers: str) -> runtime.Worker:
+    return runtime.build(
+        settings,
+        bootstrap_servers,
+        settings.hdfs_group,
+        # the archiver writes no rejections of its own: invalid records are dead-lettered
+        # before they reach it
+        lambda _dead_letter, abort: HdfsSink(
+            configs.hdfs(settings), configs.retry_policy(settings), settings.topic, abort
+        ),
+        log,
+        tick_s=_ROLL_CHECK_S,
+    )

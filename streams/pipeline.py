@@ -7,10 +7,20 @@ resumes), and has had commit bugs (#606). So the source topic is declared
 with ``acks=False``, Faust never commits it, and this class commits exactly
 the offsets that Sink.flush() returns, right after the flush.
 
+Every record handed to the sink is the next one of its partition: the pipeline
+knows where each partition's reading starts (the group's committed offset, read
+at assignment) and, when a batch begins past that position (records dropped as
+fetched before a rebalance while Faust did not rewind), seeks back to it instead
+of handing the sink a gap that the next commit would skip for good.
+
 One task at a time touches the sink (the agent, the roll timer, the
 rebalance handlers and the shutdown drain share one lock), and a rebalance
 aborts pending work first, so a revoked partition is never written after its
 revocation and a record fetched before a rebalance is never written after it.
+
+This class knows nothing of how it is wired into Faust (streams.runtime does
+that) and lets every unexpected error escape: the runtime turns it into a
+non-zero exit.
 """
 
 from __future__ import annotations
@@ -19,13 +29,23 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 import faust
 from faust.types import TP, EventT
 
 from clickfan.sinks.base import Aborted, Sink
+from clickfan.streams import faust_compat
 from clickfan.streams.deadletter import DeadLetterQueue
 from clickfan.streams.records import to_sink_records
+
+
+class Positions(Protocol):
+    """What the broker holds (streams.positions.BrokerPositions)."""
+
+    async def starting(self, partitions: set[int]) -> dict[int, int]: ...
+
+    async def first_offset(self, partition: int, offset: int) -> int | None: ...
 
 
 class SinkPipeline:
@@ -38,6 +58,7 @@ class SinkPipeline:
         abort: asyncio.Event,
         max_event_bytes: int,
         log: logging.Logger,
+        positions: Positions,
     ) -> None:
         self._app = app
         self._topic = topic
@@ -47,11 +68,14 @@ class SinkPipeline:
         self._max_event_bytes = max_event_bytes
         self._log = log
         self._lock = asyncio.Lock()
+        self._positions = positions
         self._assigned: set[int] = set()
+        self._next: dict[int, int] = {}  # partition -> the offset the sink needs next
         self._stopping = False
-        self.records = 0
-        self.dead_lettered = 0
-        self.stale = 0
+        self.records = 0  # handed to the sink (valid or not; the invalid are dead-lettered)
+        self.stale = 0  # fetched before a rebalance, dropped here and read again
+        self.repeated = 0  # read again after a rewind, already handed to the sink
+        self.rewinds = 0  # seeks back over records that never reached the sink
         self._last_stats = (time.monotonic(), 0)
 
     async def process(self, events: Sequence[EventT]) -> None:
@@ -65,20 +89,56 @@ class SinkPipeline:
                 and e.message.generation_id == generation
                 and e.message.partition in self._assigned
             ]
-            # fetched before the last rebalance: Faust re-reads them from the commit
+            # fetched before the last rebalance: read again from the committed offset
             self.stale += len(events) - len(current)
+            current = await self._in_order(current)
             if not current:
                 return
             records, rejections = to_sink_records(current, self._max_event_bytes)
             try:
                 if rejections:
                     await self._dlq.send(rejections)
-                    self.dead_lettered += len(rejections)
                 await self._sink.put(records)
                 self.records += len(records)
                 await self._commit(await self._sink.flush())
             except Aborted as exc:
                 self._log.info("gave up %s: partitions revoked, the next owner re-reads it", exc)
+
+    async def _in_order(self, events: Sequence[EventT]) -> list[EventT]:
+        """The events that continue each partition exactly where the sink is.
+
+        Earlier offsets (read again after a seek) are dropped. When a partition's next
+        event lies past the expected offset, the broker is asked what really comes next
+        there: offsets that hold no record (transaction markers, compaction) are passed
+        over; otherwise the partition is sought back and its events in this batch dropped.
+        """
+        taken: list[EventT] = []
+        rewind: dict[int, int] = {}
+        for e in events:
+            p, offset = e.message.partition, e.message.offset
+            expected = self._next.get(p, offset)
+            if p in rewind or offset < expected:
+                self.repeated += offset < expected
+                continue
+            if offset > expected:
+                actual = await self._positions.first_offset(p, expected)
+                if actual is None or actual < offset:
+                    rewind[p] = expected
+                    continue
+                self._log.info(
+                    "partition %d: offsets %d..%d hold no record (transaction markers, "
+                    "compaction, or retention deleted them)",
+                    p,
+                    expected,
+                    offset - 1,
+                )
+            self._next[p] = offset + 1
+            taken.append(e)
+        for p, offset in rewind.items():
+            self._log.info("partition %d: seeking back to %d, where the sink is", p, offset)
+            self.rewinds += 1
+            await faust_compat.seek(self._app, TP(self._topic, p), offset)
+        return taken
 
     async def tick(self) -> None:
         """Periodic: flush what became due by time alone (e.g. a roll's age)."""
@@ -115,6 +175,9 @@ class SinkPipeline:
             self._assigned = partitions
             if not self._stopping:
                 self._abort.clear()
+            # whatever was buffered before is gone (closed on revocation): start again
+            # from what the group committed
+            self._next = await self._positions.starting(partitions) if partitions else {}
             await self._sink.open(partitions)
             self._log.info("assigned partitions %s of %s", sorted(partitions), self._topic)
 
@@ -122,29 +185,8 @@ class SinkPipeline:
         committable = {TP(self._topic, p): o for p, o in offsets.items() if p in self._assigned}
         if not committable:
             return
-        # The consumer's own commit call: the member's generation, no ack bookkeeping.
-        if not await self._app.consumer._commit(committable):
+        if not await faust_compat.commit(self._app, committable):
             self._log.info("commit refused (rebalancing); the records will be read again")
-
-    def connect(self, stats_interval_s: float) -> None:
-        """Hook into the app: rebalances, shutdown, and a periodic progress line."""
-        app = self._app
-
-        @app.on_partitions_revoked.connect
-        async def revoked(sender: faust.App, revoked: set[TP], **_: object) -> None:
-            await self.on_revoked(revoked)
-
-        @app.on_partitions_assigned.connect
-        async def assigned(sender: faust.App, assigned: set[TP], **_: object) -> None:
-            await self.on_assigned(assigned)
-
-        @app.on_before_shutdown.connect
-        async def shutdown(sender: faust.App, **_: object) -> None:
-            await self._sink.stop()
-
-        @app.timer(stats_interval_s)
-        async def stats() -> None:
-            self.log_stats()
 
     def log_stats(self) -> None:
         then, records_then = self._last_stats
@@ -152,9 +194,13 @@ class SinkPipeline:
         rate = (self.records - records_then) / max(now - then, 1e-9)
         self._last_stats = (now, self.records)
         self._log.info(
-            "%d records handled (%.0f/s lately), %d dead-lettered, partitions %s",
+            "%d records handled (%.0f/s lately), %d dead-lettered, %d dropped as fetched "
+            "before a rebalance, %d seeks back over %d records read again, partitions %s",
             self.records,
             rate,
-            self.dead_lettered,
+            self._dlq.sent,
+            self.stale,
+            self.rewinds,
+            self.repeated,
             sorted(self._assigned),
         )

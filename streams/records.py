@@ -1,7 +1,13 @@
-"""From Faust events to sink records: judge each record, set the bad ones aside."""
+"""From Faust events to sink records: judge each record, set the bad ones aside.
+
+Nothing here may raise for what a record holds: a producer we never saw can
+send any key, value and headers, and one record that raised would stop the
+agent and every partition behind it.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from faust.types import EventT
@@ -10,11 +16,64 @@ from clickfan.events import InvalidEvent, decode_event
 from clickfan.sinks.base import Rejection, SinkRecord
 
 
+def _as_bytes(value: object) -> bytes | None:
+    """A key or value as bytes (what the raw serializer gives); None stays None."""
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    # another serializer's output: keep it, in a form the dead-letter topic can carry
+    text = value if isinstance(value, str) else repr(value)
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _as_text(value: object) -> str:
+    """A header key as text any producer can write back (the dead-letter topic's)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            # a key that was not UTF-8 on the wire arrives with its bytes as surrogate
+            # escapes (see faust_compat.read_any_header_keys): show those bytes escaped
+            raw = value.encode("utf-8", "surrogateescape") if _escapes_only(value) else None
+            if raw is None:
+                return value.encode("utf-8", "backslashreplace").decode("utf-8")
+            return raw.decode("utf-8", "backslashreplace")
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    return repr(value)
+
+
+def _escapes_only(text: str) -> bool:
+    """Whether every lone surrogate in text is a surrogateescape of one byte."""
+    return all(not "\ud800" <= c <= "\udfff" or "\udc80" <= c <= "\udcff" for c in text)
+
+
 def _headers(raw: object) -> tuple[tuple[str, bytes], ...]:
-    if not raw:
+    """Headers as (str, bytes) pairs, whatever shape they came in."""
+    items: Sequence[object]
+    if isinstance(raw, dict):
+        items = list(raw.items())
+    elif isinstance(raw, list | tuple):
+        items = raw
+    else:  # None, or a shape no client gives
         return ()
-    items = raw.items() if isinstance(raw, dict) else raw
-    return tuple((str(k), bytes(v or b"")) for k, v in items)  # type: ignore[union-attr]
+    pairs = []
+    for item in items:
+        # a header is a (key, value) pair; anything else carries no header
+        if isinstance(item, tuple | list) and len(item) == 2:
+            key, value = item
+            pairs.append((_as_text(key), _as_bytes(value) or b""))
+    return tuple(pairs)
+
+
+def _timestamp_ms(timestamp: object) -> int | None:
+    if isinstance(timestamp, int | float) and not isinstance(timestamp, bool):
+        ms = timestamp * 1000
+        if math.isfinite(ms):
+            return round(ms)
+    return None
 
 
 def to_sink_records(
@@ -25,7 +84,7 @@ def to_sink_records(
     rejections: list[Rejection] = []
     for e in events:
         m = e.message
-        value = m.value
+        value = _as_bytes(m.value)
         try:
             event = decode_event(value, max_event_bytes)
             reason = None
@@ -35,9 +94,9 @@ def to_sink_records(
             topic=m.topic,
             partition=m.partition,
             offset=m.offset,
-            key=m.key,
+            key=_as_bytes(m.key),
             value=value,
-            timestamp_ms=None if m.timestamp is None else round(m.timestamp * 1000),
+            timestamp_ms=_timestamp_ms(m.timestamp),
             headers=_headers(m.headers),
             event=event,
         )

@@ -1,19 +1,33 @@
-"""What both workers share: the Faust App's configuration, the source topic, running it.
+"""What both workers share: the Faust App, how one is built for a sink, and running it.
 
-The workers run Faust's Worker directly (no Faust command line, no banner),
-with clickfan's logging, and stop cleanly on Ctrl-C or SIGTERM: first the
-sink flushes and commits what it holds (bounded by worker_stop_timeout_s),
-then Faust stops. A second signal stops at once; whatever was not committed
-is read again on the next start.
+``build`` makes one worker for any sink: the App (its id is the consumer
+group), the dead-letter queue, the SinkPipeline, the agent, and the tasks
+the sink needs. The workers run Faust's Worker directly (no Faust command
+line, no banner), with clickfan's logging, and stop cleanly on Ctrl-C or
+SIGTERM: first the sink flushes and commits what it holds (bounded by
+worker_stop_timeout_s), then Faust stops. A second signal stops at once;
+whatever was not committed is read again on the next start.
+
+Loud, never silent: an exception that escapes the agent, a task or a
+rebalance handler (a bug, a sink's non-transient error, a dead-letter topic
+that refuses records) is logged and stops the process with exit code 1, so a
+supervisor restarts it; nothing past the last commit was committed, so the
+restarted worker reads those records again. Faust on its own would log the
+agent's death and keep the process alive, consuming nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import os
 import signal
 import sys
-from typing import NoReturn
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import NoReturn, ParamSpec
 
 import faust
 from confluent_kafka import KafkaException
@@ -21,7 +35,20 @@ from confluent_kafka.admin import AdminClient
 
 from clickfan.errors import ClickfanError
 from clickfan.settings import Settings
+from clickfan.sinks.base import Aborted, DeadLetterFn, Sink
+from clickfan.streams import configs, faust_compat
+from clickfan.streams.deadletter import DeadLetterQueue
 from clickfan.streams.pipeline import SinkPipeline
+from clickfan.streams.positions import BrokerPositions
+
+P = ParamSpec("P")
+
+# Builds a worker's sink, given where its rejections go and its abort event.
+SinkFactory = Callable[[DeadLetterFn, asyncio.Event], Sink]
+
+# After a fatal error, how long the orderly stop may take beyond the flush timeout
+# before the process exits anyway (Faust's own stop can hang on a broken client).
+_EXIT_GRACE_S = 30.0
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +72,9 @@ def make_app(settings: Settings, group: str, bootstrap_servers: str) -> faust.Ap
         stream_wait_empty=False,
         stream_buffer_maxsize=2 * settings.worker_batch_records,
         producer_acks=-1,  # dead letters: acks=all
+        # a dead letter that cannot be sent fails within this (Faust's default: 20 min),
+        # so the worker says why long before anyone wonders
+        producer_request_timeout=settings.sink_request_timeout_s,
     )
 
 
@@ -71,7 +101,24 @@ def check_topics(bootstrap_servers: str, *topics: str) -> None:
         )
 
 
-def setup_logging(level: str) -> None:
+class _OncePerInterval(logging.Filter):
+    """Passes each distinct message at most once per interval."""
+
+    def __init__(self, interval_s: float) -> None:
+        super().__init__()
+        self._interval_s = interval_s
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        message = record.getMessage()
+        if now - self._last.get(message, -self._interval_s) < self._interval_s:
+            return False
+        self._last[message] = now
+        return True
+
+
+def setup_logging(level: str, repeat_interval_s: float) -> None:
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -82,46 +129,169 @@ def setup_logging(level: str) -> None:
         # clients every request
         for name in ("faust", "mode", "aiokafka", "elastic_transport", "hdfs"):
             logging.getLogger(name).setLevel(logging.WARNING)
+        # aiokafka logs an ERROR on every metadata refresh (10 a second) while a topic
+        # it sends to is missing; the dead-letter queue's own line says it once per
+        # interval already
+        logging.getLogger("aiokafka.cluster").addFilter(_OncePerInterval(repeat_interval_s))
 
 
-class _Worker(faust.Worker):
-    def __init__(self, app: faust.App, pipeline: SinkPipeline, stop_timeout_s: float) -> None:
-        super().__init__(app, quiet=True, redirect_stdouts=False, override_logging=False)
-        self.spinner = None  # Faust's startup spinner writes terminal codes to stdout
-        self._pipeline = pipeline
+class Worker:
+    """One worker process: the App, its pipeline, and how it stops (cleanly or loudly)."""
+
+    def __init__(
+        self, app: faust.App, pipeline: SinkPipeline, group: str, stop_timeout_s: float
+    ) -> None:
+        self.app = app
+        self.pipeline = pipeline
+        self.group = group
+        self.failure: BaseException | None = None
         self._stop_timeout_s = stop_timeout_s
         self._draining = False
+        self._faust: faust_compat.Worker | None = None
+        self.exit_deadline: threading.Timer | None = None  # set by fail()
 
-    def _on_sigint(self) -> None:
-        self._graceful(signal.SIGINT)
+    def guard(self, where: str, fn: Callable[P, Awaitable[None]]) -> Callable[P, Awaitable[None]]:
+        """``fn`` whose unexpected errors stop the process (exit 1) instead of dying alone."""
 
-    def _on_sigterm(self) -> None:
-        self._graceful(signal.SIGTERM)
+        @functools.wraps(fn)
+        async def guarded(*args: P.args, **kwargs: P.kwargs) -> None:
+            try:
+                await fn(*args, **kwargs)
+            except Exception as exc:  # CancelledError is not one: Faust's own stop passes
+                self.fail(where, exc)
 
-    def _graceful(self, sig: signal.Signals) -> None:
+        return guarded
+
+    def fail(self, where: str, exc: BaseException) -> None:
+        """Log ``exc`` and stop with exit code 1; nothing more is committed."""
+        if self.failure is not None:
+            log.error("%s also failed: %s: %s", where, type(exc).__name__, exc)
+            return
+        self.failure = exc
+        # a message meant for the user needs no traceback; anything else is a bug
+        trace = None if isinstance(exc, ClickfanError) else exc
+        log.critical(
+            "%s failed: %s: %s. Stopping with exit code 1; records after the last commit "
+            "are read again when the worker is started again",
+            where,
+            type(exc).__name__,
+            exc,
+            exc_info=trace,
+        )
+        self.pipeline.stop_now()
+        self.exit_deadline = threading.Timer(
+            self._stop_timeout_s + _EXIT_GRACE_S, os._exit, args=(1,)
+        )
+        self.exit_deadline.daemon = True
+        self.exit_deadline.start()
+        if self._faust is not None:
+            self._faust.shut_down(signal.SIGTERM)
+
+    def _on_stop_signal(self, sig: signal.Signals) -> None:
+        assert self._faust is not None
         if self._draining:  # asked twice: stop now
-            self._pipeline.stop_now()
-            self._schedule_shutdown(sig)
+            self.pipeline.stop_now()
+            self._faust.shut_down(sig)
             return
         self._draining = True
         log.info("%s: flushing what the sink holds, then stopping", sig.name)
         asyncio.ensure_future(self._drain_then_stop(sig))
 
     async def _drain_then_stop(self, sig: signal.Signals) -> None:
+        assert self._faust is not None
         try:
-            await asyncio.wait_for(self._pipeline.drain(), self._stop_timeout_s)
+            await asyncio.wait_for(self.pipeline.drain(), self._stop_timeout_s)
         except TimeoutError:
             log.warning(
                 "could not flush within %gs (is the sink down?); stopping without it, the "
                 "uncommitted records are read again on the next start",
                 self._stop_timeout_s,
             )
-        except Exception:
-            log.exception("flush on stop failed; the uncommitted records are read again")
-        self._pipeline.stop_now()
-        self._schedule_shutdown(sig)
+        except Exception as exc:
+            self.fail("flushing on stop", exc)
+            return
+        self.pipeline.stop_now()
+        self._faust.shut_down(sig)
+
+    def run(self) -> NoReturn:
+        """Run until stopped; exits the process, with code 1 after a failure."""
+        self._faust = faust_compat.Worker(self.app, self._on_stop_signal)
+        try:
+            self._faust.execute_from_commandline()
+        except SystemExit:
+            if self.failure is None:
+                raise
+        failure = self.failure
+        why = str(failure) if isinstance(failure, ClickfanError) else repr(failure)
+        raise ClickfanError(f"worker of group {self.group} stopped: {why}", exit_code=1)
 
 
-def run(app: faust.App, pipeline: SinkPipeline, settings: Settings) -> NoReturn:
-    """Run until stopped; exits the process (Faust's Worker does)."""
-    _Worker(app, pipeline, settings.worker_stop_timeout_s).execute_from_commandline()
+def build(
+    settings: Settings,
+    bootstrap_servers: str,
+    group: str,
+    make_sink: SinkFactory,
+    logger: logging.Logger,
+    tick_s: float | None = None,
+) -> Worker:
+    """A worker of ``group`` that reads settings.topic into the sink ``make_sink`` builds.
+
+    ``tick_s``: how often to flush what became due by time alone (e.g. a roll's
+    age) when no records arrive; None for a sink that flushes per batch.
+    """
+    app = make_app(settings, group, bootstrap_servers)
+    abort = asyncio.Event()
+    dlq = DeadLetterQueue(app, settings.dlq_topic, group, configs.retry_policy(settings), abort)
+    sink = make_sink(dlq.send, abort)
+    positions = BrokerPositions(bootstrap_servers, group, settings.topic)
+    pipeline = SinkPipeline(
+        app, settings.topic, sink, dlq, abort, settings.max_event_bytes, logger, positions
+    )
+    worker = Worker(app, pipeline, group, settings.worker_stop_timeout_s)
+    guard = worker.guard
+
+    async def consume(stream: faust.StreamT) -> None:
+        batches = stream.take_events(settings.worker_batch_records, settings.worker_batch_s)
+        async for events in batches:
+            await pipeline.process(events)
+
+    # concurrency 1: one batch at a time per process, in offset order per partition
+    # (and faust-streaming #606: concurrency > 1 has committed past in-flight records)
+    app.agent(source_topic(app, settings.topic), concurrency=1, name=group)(
+        guard("the agent", consume)
+    )
+
+    async def start_sink() -> None:
+        try:
+            await sink.start()
+        except Aborted:
+            pass  # a rebalance came first; the first flush does it
+
+    app.task(guard("starting the sink", start_sink))
+
+    if tick_s is not None:
+        # a loop rather than app.timer: a flush may take longer than the interval
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(tick_s)
+                await pipeline.tick()
+
+        app.task(guard("the periodic flush", tick))
+
+    async def revoked(sender: faust.App, revoked: set[faust.types.TP], **_: object) -> None:
+        await pipeline.on_revoked(revoked)
+
+    async def assigned(sender: faust.App, assigned: set[faust.types.TP], **_: object) -> None:
+        await pipeline.on_assigned(assigned)
+
+    async def stop_sink(sender: faust.App, **_: object) -> None:
+        await sink.stop()
+
+    async def stats() -> None:
+        pipeline.log_stats()
+
+    app.on_partitions_revoked.connect(guard("handling a revocation", revoked))
+    app.on_partitions_assigned.connect(guard("handling an assignment", assigned))
+    app.on_before_shutdown.connect(guard("stopping the sink", stop_sink))
+    app.timer(settings.worker_stats_interval_s)(guard("the progress line", stats))
+    return worker

@@ -24,7 +24,7 @@ from rich.console import Console
 from clickfan.compose.native import stack as native_stack
 from clickfan.compose.native.process import port_is_free
 from clickfan.settings import Settings, load
-from tests.support import Names, wait_until
+from tests.support import Names, ServiceControl, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,6 +119,12 @@ def stack(request: pytest.FixtureRequest) -> Settings:
     if started and not request.config.getoption("--keep-stack"):
         request.addfinalizer(lambda: native_stack.down(settings, console))
     return settings
+
+
+@pytest.fixture(scope="session")
+def services(stack: Settings, request: pytest.FixtureRequest) -> ServiceControl:
+    """Stop, start and kill services of the stack in use (native or Docker)."""
+    return ServiceControl(stack, request.config.getoption("--stack"), ROOT)
 
 
 def _answers(settings: Settings) -> bool:

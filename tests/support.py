@@ -20,8 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from rich.console import Console
 
+from clickfan.compose.native import stack as native_stack
 from clickfan.settings import Settings
 
 # the installed entry point beside this interpreter: tests run clickfan as a user would
@@ -319,3 +322,53 @@ class WorkerProcess:
 
 def logs(workers: list[WorkerProcess]) -> str:
     return "\n".join(f"--- {w.log_path.name} ---\n{w.tail()}" for w in workers)
+
+
+class ServiceControl:
+    """Stop, start and kill -9 one service of whichever stack the run uses.
+
+    Native: the stack's own stop/start (as `clickfan stop|start NAME`) and SIGKILL of its
+    pid; Docker: `docker compose stop|start|kill -s KILL NAME`, so the container engine
+    sees the fault as it would in production. With --stack=external the test is skipped:
+    it does not own those services.
+    """
+
+    def __init__(self, settings: Settings, mode: str, compose_dir: Path) -> None:
+        self._settings = settings
+        self._mode = mode
+        self._compose_dir = compose_dir
+        self._console = Console(stderr=True, quiet=True)
+
+    def _compose(self, *args: str) -> None:
+        subprocess.run(
+            ["docker", "compose", *args], cwd=self._compose_dir, check=True, capture_output=True
+        )
+
+    def _require_native(self) -> None:
+        if self._mode != "native":
+            pytest.skip(f"--stack={self._mode}: the test would stop services it does not own")
+
+    def stop(self, name: str) -> None:
+        if self._mode == "docker":
+            self._compose("stop", name)
+            return
+        self._require_native()
+        native_stack.stop_one(self._settings, name, self._console)
+
+    def start(self, name: str) -> None:
+        """Start it again and wait until it answers."""
+        if self._mode == "docker":
+            self._compose("up", "-d", "--no-build", "--wait", name)
+            return
+        self._require_native()
+        native_stack.start_one(self._settings, name, self._console)
+
+    def kill(self, name: str) -> None:
+        """kill -9: no shutdown, no flush."""
+        if self._mode == "docker":
+            self._compose("kill", "-s", "KILL", name)
+            return
+        self._require_native()
+        pid = native_stack.running_pid(native_stack.find_service(self._settings, name))
+        assert pid is not None, f"{name} is not running"
+        os.kill(pid, signal.SIGKILL)

@@ -311,6 +311,112 @@ def test_lag_with_no_group_lists_every_group_on_one_line_each(
     assert mine == [[scenario.group, "ERROR", "18", "3", "6"]]
 
 
+def describe_rows(stack: Settings, group: str) -> dict[tuple[str, int], tuple[str, str, str]]:
+    """(topic, partition) -> (CURRENT-OFFSET, LOG-END-OFFSET, LAG) as Kafka's tool prints them."""
+    result = clickfan(
+        "kafka", "kafka-consumer-groups", "--bootstrap-server", stack.bootstrap_servers,
+        "--describe", "--group", group,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return {
+        (cells[1], int(cells[2])): (cells[3], cells[4], cells[5])
+        for cells in (line.split() for line in result.stdout.splitlines())
+        if len(cells) >= 6 and cells[0] == group and cells[2].isdigit()
+    }
+
+
+def test_a_group_that_joins_and_never_commits_is_not_lag_0(
+    stack: Settings, api: Api, names: Any
+) -> None:
+    group = f"{names.prefix}.silent"
+    counts = [3 + p for p in range(stack.partitions)]
+    producer = Producer({"bootstrap.servers": stack.bootstrap_servers})
+    for p, count in enumerate(counts):
+        for i in range(count):
+            producer.produce(names.topic, value=b"click %d" % i, partition=p)
+    assert producer.flush(30) == 0
+    # A member that owns every partition and never commits (a worker whose agent died).
+    consumer = Consumer(
+        {
+            "bootstrap.servers": stack.bootstrap_servers,
+            "group.id": group,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([names.topic])
+    try:
+
+        def owns_all() -> bool:
+            consumer.poll(0.2)  # joins the group; what it reads is never committed
+            return len(consumer.assignment()) == stack.partitions
+
+        wait_for("the member to own every partition", owns_all, timeout=60, pause=0)
+
+        def seen_owning_all() -> dict[str, Any] | None:
+            status = api.lag(group)
+            owned = [p for p in (status or {}).get("partitions", []) if p.get("note")]
+            return status if len(owned) == stack.partitions else None
+
+        status = wait_for("the monitor to see the member own every partition", seen_owning_all)
+        assert status["status"] == "WARN"  # not OK: the rule for no commits
+        assert status["totallag"] == sum(counts)  # the whole log, not 0
+        assert {
+            p["partition"]: (p["status"], p["current_lag"], p["end"], p["note"])
+            for p in status["partitions"]
+        } == {p: ("WARN", count, None, "no commits yet") for p, count in enumerate(counts)}
+
+        described = describe_rows(stack, group)
+        assert described == {
+            (names.topic, p): ("-", str(count), "-") for p, count in enumerate(counts)
+        }
+        shown = clickfan("lag", group, "--json", "--monitor-url", api.url)
+        assert shown.returncode == 0, shown.stderr
+        view = json.loads(shown.stdout)
+        assert (view["status"], view["note"], view["totallag"]) == (
+            "WARNING",
+            "no commits yet",
+            sum(counts),
+        )
+        assert [
+            (p["partition"], p["committed_offset"], p["log_start_offset"], p["lag"], p["note"])
+            for p in view["partitions"]
+        ] == [(p, None, 0, count, "no commits yet") for p, count in enumerate(counts)]
+        text = clickfan("lag", group, "--monitor-url", api.url)
+        assert text.returncode == 0, text.stderr
+        assert "no commits yet" in text.stdout.splitlines()[0]
+
+        # One commit on partition 0: its lag agrees with Kafka's tool, the rest stay "-".
+        consumer.commit(offsets=[TopicPartition(names.topic, 0, 2)], asynchronous=False)
+        wait_for(
+            "the monitor to store the commit",
+            lambda: any(
+                p["partition"] == 0 and p["end"] and p["end"]["offset"] == 2
+                for p in (api.lag(group) or {"partitions": []})["partitions"]
+            ),
+            timeout=60,
+            pause=0.1,
+        )
+        described = describe_rows(stack, group)
+        assert described[(names.topic, 0)] == ("2", str(counts[0]), str(counts[0] - 2))
+        assert all(described[(names.topic, p)][::2] == ("-", "-") for p in range(1, len(counts)))
+        view = json.loads(clickfan("lag", group, "--json", "--monitor-url", api.url).stdout)
+        cli = {
+            (names.topic, p["partition"]): (
+                "-" if p["committed_offset"] is None else str(p["committed_offset"]),
+                str(p["log_end_offset"]),
+                "-" if p["committed_offset"] is None else str(p["lag"]),
+            )
+            for p in view["partitions"]
+        }
+        assert cli == described
+        assert view["note"] == f"no commits yet on {len(counts) - 1} of {len(counts)} partitions"
+        assert view["totallag"] == counts[0] - 2 + sum(counts[1:])
+        assert view["status"] in ("WARNING", "ERROR")  # the committed partition may be STOP
+    finally:
+        consumer.close()
+
+
 # --------------------------------------------------------------------------- API and server
 
 

@@ -2,8 +2,9 @@
 
 Each group dead-letters on its own (header clickfan.dlq.group), so the DLQ is
 read per group. Besides the producer's malformed records, a few events are
-valid click events that Elasticsearch refuses (an event_time the date mapping
-cannot parse): only the indexer dead-letters those, the archiver keeps them.
+valid click events that Elasticsearch refuses (their day's index was made
+beforehand with a mapping that cannot take them): only the indexer
+dead-letters those, the archiver keeps them.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import uuid
 from pathlib import Path
 
 from confluent_kafka import Producer
+from elasticsearch import Elasticsearch
 
 from clickfan.events import decode_event, encode_event
+from clickfan.generators.bad_records import BAD_KINDS
 from clickfan.settings import Settings
 from tests.integration import pipeline_support as ps
 from tests.support import Names
@@ -27,8 +30,15 @@ ES_REJECTS = 5
 def _produce_es_rejects(
     stack: Settings, names: Names, template: dict
 ) -> dict[str, tuple[int, int]]:
-    """Valid events with a space instead of 'T' in event_time (fine for ISO-8601 parsers,
-    not for Elasticsearch's strict_date_optional_time): event_id -> (partition, offset)."""
+    """Valid events of a day whose index exists already with ``city`` mapped as a number
+    (made before the indexer installs its template), so Elasticsearch refuses each as a
+    mapping error, the document's fault: event_id -> (partition, offset)."""
+    with Elasticsearch(stack.es_url) as es:
+        es.indices.create(
+            index=f"{names.index_prefix}-2000.01.01",
+            settings={"number_of_shards": 1, "number_of_replicas": 0},
+            mappings={"properties": {"city": {"type": "long"}}},
+        )
     producer = Producer({"bootstrap.servers": stack.bootstrap_servers, "acks": "all"})
     placed: dict[str, tuple[int, int]] = {}
 
@@ -39,7 +49,7 @@ def _produce_es_rejects(
 
     for _ in range(ES_REJECTS):
         event = {**template, "event_id": str(uuid.uuid4())}
-        event["event_time"] = event["event_time"].replace("T", " ")
+        event["event_time"] = "2000-01-01T12:00:00.000Z"
         value = encode_event(event)
         decode_event(value, stack.max_event_bytes)  # a valid click event
         producer.produce(names.topic, value, key=event["user_id"], on_delivery=delivered)
@@ -54,7 +64,7 @@ def test_dead_letters_hold_exactly_the_malformed_records(
     assert summary.deliveries is not None
     bad = {(d.partition, d.offset): d.bad_kind for d in summary.deliveries if d.bad_kind}
     assert len(bad) > EVENTS * BAD_FRACTION / 2
-    assert len(set(bad.values())) == 6, "every kind of malformed record is in the mix"
+    assert set(bad.values()) == set(BAD_KINDS), "every kind of malformed record is in the mix"
     valid_ids = [eid for eid, _, _ in ps.iter_valid(summary)]
     template = next(
         json.loads(r.value)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import threading
 from collections import defaultdict
 from dataclasses import replace
+
+from confluent_kafka import Consumer, TopicPartition
 
 from clickfan.compose.native import stack as native_stack
 from clickfan.generators.partitioners import partition_for_key
 from clickfan.generators.producer import ClickProducer, Progress
 from clickfan.settings import Settings
-from tests.support import clickfan, read_topic
+from tests.support import CLICKFAN, clickfan, read_topic, wait_for
 
 
 def _producer_settings(stack: Settings, names, **overrides) -> Settings:
@@ -108,3 +111,41 @@ def test_one_broker_killed_during_acks_all_production_loses_nothing(stack, names
     on_topic = [json.loads(r.value)["event_id"] for r in records]
     assert set(on_topic) == acknowledged
     assert len(on_topic) == len(acknowledged)  # idempotence: no duplicates from retries
+
+
+def test_sigterm_mid_run_flushes_and_prints_the_summary(stack, names) -> None:
+    producer = subprocess.Popen(
+        [CLICKFAN, "produce", "--rate", "1000", "--topic", names.topic, "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watermarks = Consumer({"bootstrap.servers": stack.bootstrap_servers, "group.id": names.prefix})
+    try:
+        wait_for(
+            "the producer's first records on the topic",
+            lambda: (
+                producer.poll() is not None
+                or sum(
+                    watermarks.get_watermark_offsets(TopicPartition(names.topic, p), timeout=10)[1]
+                    for p in range(stack.partitions)
+                )
+                >= 500
+            ),
+            timeout=120,
+        )
+        assert producer.poll() is None, producer.communicate()
+        producer.send_signal(signal.SIGTERM)
+        stdout, stderr = producer.communicate(timeout=120)
+    finally:
+        watermarks.close()
+        if producer.poll() is None:
+            producer.kill()
+    assert producer.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    assert "stopping (SIGTERM)" in stderr
+    summary = json.loads(stdout)
+    assert summary["interrupted"] is True and summary["stopped_by"] == "SIGTERM"
+    assert summary["ok"] is True and summary["pending"] == 0
+    assert summary["sent"] == summary["acknowledged"] >= 500
+    assert len(read_topic(stack.bootstrap_servers, names.topic)) == summary["acknowledged"]

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import gc
 import json
+import os
+import signal
+import threading
+import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -23,7 +27,13 @@ from clickfan.events import InvalidEvent, decode_event
 from clickfan.generators.bad_records import BAD_KIND_HEADER
 from clickfan.generators.commands import produce
 from clickfan.generators.partitioners import partition_for_key
-from clickfan.generators.producer import ClickProducer, Progress, StopSignal
+from clickfan.generators.producer import (
+    MAX_RATE,
+    ClickProducer,
+    Progress,
+    StopSignal,
+    catch_up,
+)
 from clickfan.settings import Settings
 
 
@@ -272,3 +282,79 @@ def test_cli_refuses_bad_flags(flag: str, value: str) -> None:
     result = CliRunner().invoke(produce, [flag, value])
     assert result.exit_code == 2
     assert flag in result.output
+
+
+@pytest.mark.parametrize("rate", ["nan", "inf", "-inf", "1e9", "-1", "fast"])
+def test_cli_refuses_a_rate_that_is_not_a_bounded_number(rate: str) -> None:
+    result = CliRunner().invoke(produce, ["--rate", rate])
+    assert result.exit_code == 2
+    assert "--rate" in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("rate", [float("nan"), float("inf"), 1e9])
+def test_a_rate_setting_that_is_not_a_bounded_number_is_refused(rate: float) -> None:
+    with pytest.raises(ClickfanError) as caught:
+        ClickProducer(_settings("t", produce_rate=rate))
+    assert caught.value.exit_code == 2
+    assert f"{MAX_RATE:,.0f}" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("rate", "stall_s", "batch"),
+    [
+        (1.0, 0.0, 1),
+        (1.0, 60.0, 1),  # a minute behind at 1/s: no burst of 60
+        (100.0, 60.0, 11),  # 0.1 s of backlog made up, not 60 s
+        (MAX_RATE, 0.0, 1),
+        (MAX_RATE, 60.0, 1000),  # 0.1 s at the highest rate is 100,000: one batch is 1,000
+    ],
+)
+def test_catch_up_after_a_stall_is_bounded(rate: float, stall_s: float, batch: int) -> None:
+    now = 1000.0
+    due, next_at = catch_up(now, now - stall_s, 1.0 / rate)
+    assert due == batch
+    assert next_at <= now + 1.0 / rate  # never sends ahead of its time by more than one record
+
+
+def test_the_highest_rate_counts_exactly(cluster: MockCluster) -> None:
+    topic, partitions = cluster.new_topic()
+    summary = ClickProducer(
+        _settings(topic, produce_rate=MAX_RATE), bootstrap_servers=cluster.bootstrap_servers
+    ).run(count=2500)
+    assert (summary.sent, summary.acknowledged, summary.ok) == (2500, 2500, True)
+    assert len(cluster.read_all(topic, partitions, 2500)) == 2500
+
+
+def test_sigterm_stops_like_ctrl_c_with_the_summary(cluster: MockCluster) -> None:
+    topic, partitions = cluster.new_topic()
+    default = signal.getsignal(signal.SIGTERM)
+    watermarks = Consumer({"bootstrap.servers": cluster.bootstrap_servers, "group.id": topic})
+
+    def on_topic() -> int:
+        return sum(
+            watermarks.get_watermark_offsets(TopicPartition(topic, p), timeout=5)[1]
+            for p in range(partitions)
+        )
+
+    def terminate_once_producing() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (
+            signal.getsignal(signal.SIGTERM) != default and on_topic() > 0
+        ):
+            time.sleep(0.05)
+        if signal.getsignal(signal.SIGTERM) != default:  # never kill the test run itself
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    sender = threading.Thread(target=terminate_once_producing)
+    sender.start()
+    args = ["--rate", "2000", "--topic", topic, "--bootstrap-servers", cluster.bootstrap_servers]
+    result = CliRunner().invoke(produce, [*args, "--json"])  # no count: until stopped
+    sender.join()
+    watermarks.close()
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["interrupted"] is True and summary["stopped_by"] == "SIGTERM"
+    assert summary["sent"] == summary["acknowledged"] > 0 and summary["ok"] is True
+    assert len(cluster.read_all(topic, partitions, summary["sent"])) == summary["acknowledged"]
+    assert signal.getsignal(signal.SIGTERM) == default  # put back

@@ -9,8 +9,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from clickfan.errors import ClickfanError
-from clickfan.lagmon.commands import GroupRow, PartitionRow, lag, render
+from clickfan.lagmon.commands import lag
 from clickfan.lagmon.protocol import Status
+from clickfan.lagmon.reader import GroupRow, PartitionRow
+from clickfan.lagmon.render import render
 from tests.support import clickfan
 
 STALLED = {
@@ -150,3 +152,32 @@ def test_render_one_group_and_all_groups() -> None:
         "lag": 10, "status": "WARNING",
     }  # fmt: skip
     assert rows[1].to_json()["status"] is None
+
+
+def test_a_partition_without_commits_shows_dash_and_the_whole_log() -> None:
+    rows = [
+        GroupRow("local", "new", Status.WARN, (
+            PartitionRow("clicks", 0, None, 100, Status.WARN, log_start=40),
+            PartitionRow("clicks", 1, 90, 100, Status.OK),
+        )),
+        GroupRow("local", "fresh", None, (PartitionRow("clicks", 0, None, 5, None),)),
+    ]  # fmt: skip
+    one = render(rows[:1], one_group=True).splitlines()
+    assert "total lag 70" in one[0]
+    assert "no commits yet on 1 of 2 partitions" in one[0]
+    assert one[2].split() == ["clicks", "0", "-", "100", "60", "WARNING"]
+    every = render(rows, one_group=False).splitlines()
+    assert [line.split()[:3] for line in every[1:3]] == [
+        ["new", "WARNING", "70"],
+        ["fresh", "-", "5"],
+    ]
+    assert every[3].startswith("new: no commits yet on 1 of 2 partitions")
+    assert every[4].startswith("fresh: no commits yet")
+    doc = rows[0].to_json()
+    assert (doc["totallag"], doc["note"]) == (70, "no commits yet on 1 of 2 partitions")
+    assert doc["partitions"][0] == {
+        "topic": "clicks", "partition": 0, "committed_offset": None, "log_end_offset": 100,
+        "lag": 60, "status": "WARNING", "log_start_offset": 40, "note": "no commits yet",
+    }  # fmt: skip
+    assert "note" not in doc["partitions"][1]
+    assert rows[1].to_json()["note"] == "no commits yet"

@@ -19,6 +19,7 @@ from clickfan.lagmon.evaluator import (
     evaluate_partition,
     lag_always_above,
     lag_not_decreasing,
+    no_commits_status,
     offsets_stalled,
     offsets_stopped,
     partition_status,
@@ -263,5 +264,39 @@ def test_group_json_is_burrows() -> None:
         "topic", "partition", "owner", "client_id", "status", "start", "end", "current_lag",
         "complete",
     ]  # fmt: skip
-    assert body["partitions"][0]["end"] == {"offset": 20, "timestamp": 200000, "lag": 20}
+    # Burrow v3's ConsumerOffset: observedAt (when the monitor saw the commit) after timestamp
+    end = body["partitions"][0]["end"]
+    assert end == {"offset": 20, "timestamp": 200000, "observedAt": 0, "lag": 20}
+    assert list(end) == ["offset", "timestamp", "observedAt", "lag"]
     assert len(g.to_json()["partitions"]) == 2
+
+
+# --------------------------------------------------------------------------- no commits
+# clickfan's rule, not Burrow's: a partition a member owns and never committed.
+
+
+@pytest.mark.parametrize(
+    ("current_lag", "allowed_lag", "status"),
+    [
+        (0, 0, Status.OK),  # empty log: nothing to commit yet
+        (1, 0, Status.WARN),
+        (500, 0, Status.WARN),
+        (500, 500, Status.OK),
+        (501, 500, Status.WARN),
+    ],
+)
+def test_no_commits_rule(current_lag: int, allowed_lag: int, status: Status) -> None:
+    assert no_commits_status(current_lag, allowed_lag) == status
+
+
+def test_owned_partition_without_commits_is_warn_and_says_so() -> None:
+    owned = ConsumerPartition((), (40,), 40, "/127.0.0.1", "c1", assigned=True)
+    p = evaluate_partition("t", 0, owned, 1, minimum_complete=0.5)
+    assert (p.status, p.start, p.end, p.current_lag) == (Status.WARN, None, None, 40)
+    assert p.to_json()["note"] == "no commits yet"
+    committed = evaluate_partition("t", 1, partition(STALLED, 3, 0), 350_000)
+    assert "note" not in committed.to_json()
+    # A group with a committed, caught-up partition and an owned one never committed.
+    g = evaluate_group("local", "g", {"t": [owned, partition(STALLED, 3, 0)]}, 350_000)
+    assert (g.status, g.totallag) == (Status.WARN, 40)
+    assert [p.status for p in g.partitions] == [Status.WARN, Status.OK]

@@ -21,12 +21,13 @@ from clickfan.lagmon.storage import Storage
 from clickfan.settings import Settings
 
 NOW = 1_000_000
+SEEN = NOW + 250  # when the monitor read each commit: Burrow's observedAt
 
 
 @pytest.fixture
 def app() -> Callable[[], web.Application]:
     """A fresh app (an aiohttp app serves one test server) over one storage."""
-    storage = Storage(window=3)
+    storage = Storage(window=3, clock=lambda: SEEN)
     for cluster in ("local", "extra"):
         storage.add_cluster(cluster)
     storage.set_topic_offsets("local", {"clicks": [100, 50], "idle": [0]})
@@ -99,12 +100,16 @@ def test_consumer_detail_has_the_windows(app: Callable[[], web.Application]) -> 
     assert body["message"] == "consumer detail returned"
     p0, p1 = body["topics"]["clicks"]
     assert p0["offsets"] == [
-        {"offset": 10, "timestamp": NOW - 3000, "lag": 30},
-        {"offset": 20, "timestamp": NOW - 2000, "lag": 40},
-        {"offset": 30, "timestamp": NOW - 1000, "lag": 70},
+        {"offset": 10, "timestamp": NOW - 3000, "observedAt": SEEN, "lag": 30},
+        {"offset": 20, "timestamp": NOW - 2000, "observedAt": SEEN, "lag": 40},
+        {"offset": 30, "timestamp": NOW - 1000, "observedAt": SEEN, "lag": 70},
     ]
     assert (p0["owner"], p0["client_id"], p0["current-lag"]) == ("/127.0.0.1", "consumer-1", 70)
-    assert p1["offsets"] == [None, None, {"offset": 50, "timestamp": NOW - 1000, "lag": 0}]
+    assert p1["offsets"] == [
+        None,
+        None,
+        {"offset": 50, "timestamp": NOW - 1000, "observedAt": SEEN, "lag": 0},
+    ]
 
 
 def test_status_shows_only_partitions_not_ok_and_lag_shows_all(
@@ -123,7 +128,12 @@ def test_status_shows_only_partitions_not_ok_and_lag_shows_all(
         (0, "WARN", 70),
         (1, "OK", 0),
     ]
-    assert lag["partitions"][0]["start"] == {"offset": 10, "timestamp": NOW - 3000, "lag": 30}
+    assert lag["partitions"][0]["start"] == {
+        "offset": 10,
+        "timestamp": NOW - 3000,
+        "observedAt": SEEN,
+        "lag": 30,
+    }
 
 
 @pytest.mark.parametrize(
@@ -205,3 +215,39 @@ def test_metrics(app: Callable[[], web.Application]) -> None:
     topic = {"cluster": "local", "topic": "clicks", "partition": "1"}
     assert value("burrow_kafka_topic_partition_offset", **topic) == 50
     assert value("burrow_kafka_consumer_status", cluster="extra", consumer_group="elsewhere") == 1
+
+
+def test_a_group_with_members_and_no_commits_is_warn_with_the_whole_log() -> None:
+    storage = Storage(window=3)
+    storage.add_cluster("local")
+    storage.set_topic_offsets("local", {"clicks": [100, 50]}, starts={"clicks": [20, 0]})
+    storage.set_members("local", {"joined": {("clicks", 0): ("/127.0.0.1", "c0")}})
+    config = dataclasses.replace(
+        lagconfig.defaults(Settings()),
+        clusters=(lagconfig.ClusterConfig("local", ("127.0.0.1:9092",)),),
+    )
+    app = lambda: make_app(storage, Evaluator(storage, clock=lambda: NOW), config)  # noqa: E731
+    status = get_json(app, "/v3/kafka/local/consumer/joined/status")["status"]
+    assert (status["status"], status["totallag"]) == ("WARN", 80)
+    (p,) = status["partitions"]
+    assert (p["status"], p["current_lag"], p["end"], p["note"]) == (
+        "WARN",
+        80,
+        None,
+        "no commits yet",
+    )
+    detail = get_json(app, "/v3/kafka/local/consumer/joined")["topics"]["clicks"]
+    # as in Burrow, every partition of the topic is listed; only partition 0 is owned
+    assert [(q["offsets"], q["current-lag"], q["owner"]) for q in detail] == [
+        ([], 80, "/127.0.0.1"),
+        ([], 0, ""),
+    ]
+    samples = {
+        (s.name, s.labels.get("partition")): s.value
+        for family in text_string_to_metric_families(get(app, "/metrics")[2])
+        for s in family.samples
+        if s.labels.get("consumer_group") == "joined"
+    }
+    assert samples[("burrow_kafka_consumer_status", None)] == 2  # WARN
+    assert samples[("burrow_kafka_consumer_partition_lag", "0")] == 80
+    assert ("burrow_kafka_consumer_current_offset", "0") not in samples  # Kafka's "-"

@@ -105,3 +105,42 @@ def test_unknown_cluster_and_group() -> None:
     assert s.topics("nope") is None
     assert s.consumer("local", "nope") is None
     assert s.topic_offsets("local", "nope") is None
+
+
+def test_a_group_with_members_and_no_commits_is_kept_with_the_whole_log_as_lag() -> None:
+    s = storage()
+    s.set_topic_offsets("local", {"t": [50, 30], "u": [7]}, starts={"t": [10, 0]})
+    s.set_members("local", {"g": {("t", 0): ("/127.0.0.1", "c0"), ("t", 1): ("/127.0.0.1", "c1")}})
+    assert s.groups("local") == ["g"]
+    p0, p1 = s.consumer("local", "g")["t"]  # type: ignore[index]
+    assert (p0.offsets, p0.current_lag, p0.assigned, p0.no_commits) == ((), 40, True, True)
+    assert (p1.current_lag, p1.owner, p1.client_id) == (30, "/127.0.0.1", "c1")
+    # The first commit: lag from the commit on, the window fills as usual.
+    s.add_commit("local", "g", "t", 0, 45, 1000)
+    p0, p1 = s.consumer("local", "g")["t"]  # type: ignore[index]
+    assert (p0.current_lag, p0.no_commits, p1.current_lag) == (5, False, 30)
+    # Members gone: the partition never committed goes, the committed one stays.
+    s.set_members("local", {})
+    (p0, p1) = s.consumer("local", "g")["t"]  # type: ignore[index]
+    assert (p0.current_lag, p0.assigned, p1.offsets, p1.current_lag) == (5, False, (), 0)
+
+
+def test_a_group_that_leaves_without_committing_is_gone() -> None:
+    s = storage()
+    s.set_topic_offsets("local", {"t": [5]})
+    s.set_members("local", {"g": {("t", 0): ("/h", "c")}, "h": {("nope", 0): ("/h", "c")}})
+    assert s.groups("local") == ["g"]  # h owns a topic whose offsets are not read yet
+    s.set_members("local", {"g": {}})
+    assert s.groups("local") == []
+
+
+def test_each_commit_records_when_it_was_observed() -> None:
+    seen = iter([111, 222])
+    s = Storage(3, clock=lambda: next(seen))
+    s.add_cluster("local")
+    s.set_topic_offsets("local", {"t": [10]})
+    s.add_commit("local", "g", "t", 0, 1, 5)
+    s.add_commit("local", "g", "t", 0, 2, 6)
+    offsets = s.consumer("local", "g")["t"][0].offsets  # type: ignore[index]
+    assert [(o.timestamp, o.observed_at) for o in offsets if o] == [(5, 111), (6, 222)]
+    assert offsets[-1].to_json() == {"offset": 2, "timestamp": 6, "observedAt": 222, "lag": 8}  # type: ignore[union-attr]

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import pytest
 
 from clickfan.events import FIELD_NAMES
 from clickfan.sinks import es_bulk, es_index
-from clickfan.sinks.base import SinkRecord
+from clickfan.sinks.base import Rejection, SinkRecord
+from clickfan.sinks.elasticsearch_sink import ElasticsearchConfig, ElasticsearchSink
+from clickfan.sinks.retry import RetryPolicy
 
 
 def _record(offset: int, size: int = 10) -> SinkRecord:
@@ -83,3 +90,107 @@ def test_item_status_reads_errors() -> None:
     assert status == 400
     assert "document_parsing_exception" in text and "not an IP" in text
     assert es_bulk.item_status({"index": {"status": 201}}) == (201, "")
+
+
+def _item(status: int, error_type: str | None = None, reason: str = "why") -> dict[str, Any]:
+    result: dict[str, Any] = {"status": status}
+    if error_type is not None:
+        result["error"] = {"type": error_type, "reason": reason}
+    return {"index": result}
+
+
+@pytest.mark.parametrize(
+    ("item", "outcome"),
+    [
+        # the document's fault: dead-lettered with the reason
+        (_item(400, "mapper_parsing_exception"), es_bulk.Outcome.REJECTED),
+        (_item(400, "document_parsing_exception"), es_bulk.Outcome.REJECTED),
+        (_item(400, "strict_dynamic_mapping_exception"), es_bulk.Outcome.REJECTED),
+        (_item(400, "illegal_argument_exception"), es_bulk.Outcome.REJECTED),
+        # the cluster's state: held until an operator fixes it
+        (_item(400, "index_closed_exception"), es_bulk.Outcome.HOLD),
+        (_item(403, "cluster_block_exception"), es_bulk.Outcome.HOLD),
+        (_item(404, "index_not_found_exception"), es_bulk.Outcome.HOLD),
+        (_item(401, "security_exception"), es_bulk.Outcome.HOLD),
+        (_item(403, "security_exception"), es_bulk.Outcome.HOLD),
+        # busy or broken: retried
+        (_item(429, "es_rejected_execution_exception"), es_bulk.Outcome.RETRY),
+        (_item(429, "cluster_block_exception"), es_bulk.Outcome.RETRY),  # flood-stage disk
+        (_item(503, "unavailable_shards_exception"), es_bulk.Outcome.RETRY),
+        ({"index": {"error": "no status"}}, es_bulk.Outcome.RETRY),
+        (_item(201), es_bulk.Outcome.INDEXED),
+    ],
+)
+def test_items_are_judged_by_what_their_error_means(
+    item: dict[str, Any], outcome: es_bulk.Outcome
+) -> None:
+    assert es_bulk.judge(item)[0] is outcome
+
+
+class FakeBulk:
+    """An Elasticsearch client whose bulk answers each document by the next function."""
+
+    def __init__(self, answer: Callable[[int, dict[str, Any]], dict[str, Any]]) -> None:
+        self.answer = answer
+        self.calls = 0
+        self.indices = self
+
+    async def put_index_template(self, **_: Any) -> None:
+        pass
+
+    async def bulk(self, operations: list[dict[str, Any]], **_: Any) -> dict[str, Any]:
+        self.calls += 1
+        items = [self.answer(self.calls, source) for source in operations[1::2]]
+        return {"errors": any(i["index"]["status"] >= 300 for i in items), "items": items}
+
+    async def close(self) -> None:
+        pass
+
+
+def _sink(answer: Callable[[int, dict[str, Any]], dict[str, Any]]) -> tuple[Any, list[Any]]:
+    dead: list[Rejection] = []
+
+    async def dead_letter(rejections: Sequence[Rejection]) -> None:
+        dead.extend(rejections)
+
+    config = ElasticsearchConfig("http://127.0.0.1:1", "clicks", 1 << 20, 1.0, 1, 0)
+    policy = RetryPolicy(initial_s=0.001, max_s=0.002, log_interval_s=60)
+    sink = ElasticsearchSink(config, policy, dead_letter, asyncio.Event())
+    sink._es = FakeBulk(answer)  # type: ignore[assignment]
+    return sink, dead
+
+
+def test_a_closed_index_holds_the_batch_until_it_opens(caplog: pytest.LogCaptureFixture) -> None:
+    # closed for the first three requests, then open again
+    def answer(call: int, source: dict[str, Any]) -> dict[str, Any]:
+        return _item(400, "index_closed_exception", "closed") if call <= 3 else _item(201)
+
+    sink, dead = _sink(answer)
+
+    async def scenario() -> dict[int, int]:
+        await sink.put([_record(0), _record(1)])
+        return await sink.flush()
+
+    with caplog.at_level(logging.WARNING, logger="clickfan.sinks.elasticsearch_sink"):
+        offsets = asyncio.run(scenario())
+    assert offsets == {0: 2} and dead == []
+    assert sink._es.calls == 4
+    said = caplog.records[0].getMessage()
+    assert "index_closed_exception" in said and "open the index" in said
+
+
+def test_a_documents_fault_is_dead_lettered_and_the_rest_indexed() -> None:
+    def answer(call: int, source: dict[str, Any]) -> dict[str, Any]:
+        if source["event_id"] == "id-1":
+            return _item(400, "document_parsing_exception", "failed to parse field [ip]")
+        return _item(201)
+
+    sink, dead = _sink(answer)
+
+    async def scenario() -> dict[int, int]:
+        await sink.put([_record(0), _record(1), _record(2)])
+        return await sink.flush()
+
+    assert asyncio.run(scenario()) == {0: 3}
+    assert [(r.record.offset, r.reason) for r in dead] == [(1, "es_rejected")]
+    assert "failed to parse field [ip]" in dead[0].message

@@ -1,0 +1,115 @@
+"""Every use of faust-streaming's private API, in one place, for the one version it was read from.
+
+The workers need three things Faust (and aiokafka under it) has no public API for:
+
+- committing exactly the offsets a sink made durable, in the member's current
+  generation and without Faust's ack bookkeeping: ``Consumer._commit``;
+- a Worker that hands Ctrl-C and SIGTERM to us (flush first, then stop) and
+  draws no spinner: ``faust.Worker._on_sigint``, ``_on_sigterm``,
+  ``_schedule_shutdown`` and ``spinner``;
+- reading a record whose header key is not UTF-8 (see read_any_header_keys).
+
+Private calls can change meaning in any release without notice, and the
+offset commit is what "no loss, no duplicates" rests on. So a worker refuses
+to start (exit 2) on any other faust-streaming version than the one these
+calls were read from and the kill -9 tests passed with, rather than warn and
+run with guarantees nobody checked. To move to a new version: read these
+calls in its source, change PINNED here and the pin in pyproject.toml, and
+run the pipeline's integration tests (exact, kill -9, Elasticsearch down).
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable, Mapping
+from importlib import metadata
+from typing import Any
+
+import faust
+from aiokafka.consumer import fetcher
+from aiokafka.record import default_records, memory_records
+from faust.types import TP
+
+from clickfan.errors import ClickfanError
+
+PINNED = "0.15.3"
+
+
+def check_version() -> None:
+    """Exit 2 with what to do when the installed faust-streaming is not PINNED."""
+    try:
+        found = metadata.version("faust-streaming")
+    except metadata.PackageNotFoundError:
+        found = "none"
+    if found != PINNED:
+        raise ClickfanError(
+            f"the workers need faust-streaming {PINNED} (they rely on its private offset "
+            f"commit and signal handling), but {found} is installed: run "
+            f"`pip install faust-streaming=={PINNED}`",
+            exit_code=2,
+        )
+
+
+# Kafka's protocol says a header key is a string, but no broker checks it, and a producer
+# we did not write (librdkafka's C API, say) can send any bytes. aiokafka decodes header
+# keys strictly, so such a record raises inside its fetcher, before any of our code sees
+# it, and every restart would stop at the same record. So the workers parse fetched
+# batches with aiokafka's pure-Python reader, which re-reads a record whose key is not
+# UTF-8 keeping the key's bytes as surrogate escapes (streams.records shows them escaped).
+
+
+class _LenientSlice(bytearray):
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return super().decode(encoding, "surrogateescape")
+
+
+class _LenientBuffer(bytearray):
+    def __getitem__(self, index: Any) -> Any:
+        item = super().__getitem__(index)
+        return _LenientSlice(item) if isinstance(index, slice) else item
+
+
+class _LenientRecordBatch(default_records._DefaultRecordBatchPy):
+    def _read_msg(self, *args: Any) -> Any:
+        try:
+            return super()._read_msg(*args)
+        except UnicodeDecodeError:
+            # _read_msg moves its position only once a whole record is read
+            self._buffer = _LenientBuffer(self._buffer)
+            return super()._read_msg(*args)
+
+
+def read_any_header_keys() -> None:
+    """Make the consumer read records whose header keys are not UTF-8 (see above)."""
+    memory_records.DefaultRecordBatch = _LenientRecordBatch  # the Python reader's batches
+    fetcher.MemoryRecords = memory_records._MemoryRecordsPy
+
+
+async def commit(app: faust.App, offsets: Mapping[TP, int]) -> bool:
+    """Commit ``offsets`` as they are; False when the group refused (e.g. rebalancing)."""
+    # The consumer's own commit call: the member's generation, no ack bookkeeping.
+    return bool(await app.consumer._commit(offsets))
+
+
+async def seek(app: faust.App, tp: TP, offset: int) -> None:
+    """Read ``tp`` again from ``offset`` (Faust's own seek: it also resets its read offset)."""
+    await app.consumer.seek(tp, offset)
+
+
+class Worker(faust.Worker):
+    """faust.Worker with clickfan's logging, no spinner, and stop signals handed to us."""
+
+    def __init__(self, app: faust.App, on_stop_signal: Callable[[signal.Signals], None]) -> None:
+        super().__init__(app, quiet=True, redirect_stdouts=False, override_logging=False)
+        self.spinner = None  # Faust's startup spinner writes terminal codes to stdout
+        self._on_stop_signal = on_stop_signal
+
+    def _on_sigint(self) -> None:
+        self._on_stop_signal(signal.SIGINT)
+
+    def _on_sigterm(self) -> None:
+        self._on_stop_signal(signal.SIGTERM)
+
+    def shut_down(self, sig: signal.Signals) -> None:
+        """Stop the app and the event loop, as Faust does on a signal (only the first call)."""
+        self._schedule_shutdown(sig)

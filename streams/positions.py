@@ -1,0 +1,75 @@
+"""What the broker holds, asked directly: where a group's reading of each partition
+starts, and which offset really comes next in a partition.
+
+The pipeline checks every record it hands to the sink against these (see
+SinkPipeline._in_order), so that a record can never be skipped. It asks Kafka with
+the group's id, as `kafka-consumer-groups --describe` does, without joining the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+
+class BrokerPositions:
+    def __init__(self, bootstrap_servers: str, group: str, topic: str) -> None:
+        self._topic = topic
+        # never subscribes: it asks for the group's committed offsets and the watermarks,
+        # and reads single records where it is told (as Faust's consumer reads: records
+        # of open and aborted transactions included)
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap_servers,
+                "group.id": group,
+                "enable.auto.commit": False,
+                "isolation.level": "read_uncommitted",
+                # below the log start (retention), the first record that is left
+                "auto.offset.reset": "earliest",
+                "enable.partition.eof": True,
+            }
+        )
+
+    async def starting(self, partitions: set[int]) -> dict[int, int]:
+        """Partition -> the group's committed offset, or the log start without one."""
+        return await asyncio.to_thread(self._starting, partitions)
+
+    async def first_offset(self, partition: int, offset: int) -> int | None:
+        """The offset of the first record at or after ``offset``; None when there is none."""
+        return await asyncio.to_thread(self._first_offset, partition, offset)
+
+    def _first_offset(self, partition: int, offset: int) -> int | None:
+        self._consumer.assign([TopicPartition(self._topic, partition, offset)])
+        try:
+            for _ in range(30):  # bounded: each poll waits at most 1 s
+                message = self._consumer.poll(1.0)
+                if message is None:
+                    continue
+                if message.error():
+                    if message.error().code() == KafkaError._PARTITION_EOF:
+                        return None
+                    raise RuntimeError(f"reading {self._topic}[{partition}]: {message.error()}")
+                return message.offset()
+            raise RuntimeError(f"no answer reading {self._topic}[{partition}] at {offset}")
+        finally:
+            self._consumer.unassign()
+
+    def _starting(self, partitions: set[int]) -> dict[int, int]:
+        tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
+        try:
+            committed = {tp.partition: tp.offset for tp in self._consumer.committed(tps, 30)}
+        except KafkaException as exc:
+            raise RuntimeError(
+                f"cannot read the committed offsets of {self._topic}: {exc.args[0].str()}"
+            ) from None
+        positions = {}
+        for p in sorted(partitions):
+            if committed.get(p, -1) >= 0:
+                positions[p] = committed[p]
+            else:  # nothing committed yet: the group reads from the log start (earliest)
+                low, _ = self._consumer.get_watermark_offsets(
+                    TopicPartition(self._topic, p), timeout=30
+                )
+                positions[p] = low
+        return positions
