@@ -214,9 +214,10 @@ class Settings:
     lag_config: str = ""  # TOML file listing clusters; empty: the local stack only
 
     # the live web page (`clickfan dashboard`, started by `clickfan demo` too)
-    dashboard_host: str = "127.0.0.1"
-    dashboard_port: int = 8080
-    dashboard_interval_s: float = 1.0  # between reads of the pipeline and pushes to the page
+    dashboard_host: str = _non_empty("127.0.0.1")
+    dashboard_port: int = _port(8080)
+    # between reads of the pipeline and pushes to the page
+    dashboard_interval_s: float = _range(1.0, 0, above=True)
 
     # pipeline: the two workers (streams/) and their sinks (sinks/)
     es_group: str = _non_empty("es-indexer")  # consumer group of `clickfan worker es`

@@ -17,7 +17,7 @@ import time
 
 import requests
 from confluent_kafka import Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import AdminClient
 
 from clickfan.app.dashboard.state import (
     ElasticInfo,
@@ -164,7 +164,7 @@ class PipelineReader:
             return None, up
         keys = [(topic, p) for p in sorted(t.partitions)]
         try:
-            starts = self._offsets(keys, OffsetSpec.earliest())
+            starts = self.kafka.log_start_offsets(keys)
             ends = self.kafka.log_end_offsets(keys)
         except KafkaException as exc:
             errors.append(f"offsets of {topic}: {exc.args[0].str()}")
@@ -181,12 +181,6 @@ class PipelineReader:
             for _, p in keys
         ], up
 
-    def _offsets(self, keys: list[tuple[str, int]], spec: OffsetSpec) -> dict[tuple[str, int], int]:
-        futures = self.admin.list_offsets(
-            {TopicPartition(t, p): spec for t, p in keys}, request_timeout=KAFKA_TIMEOUT_S
-        )
-        return {(tp.topic, tp.partition): f.result().offset for tp, f in futures.items()}
-
     def _records(self, topic: str) -> int | None:
         """Records on a topic now (log end minus log start, over its partitions)."""
         try:
@@ -195,7 +189,7 @@ class PipelineReader:
             if t is None or t.error is not None:
                 return None
             keys = [(topic, p) for p in t.partitions]
-            starts = self._offsets(keys, OffsetSpec.earliest())
+            starts = self.kafka.log_start_offsets(keys)
             ends = self.kafka.log_end_offsets(keys)
         except KafkaException:
             return None
