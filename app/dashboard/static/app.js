@@ -32,9 +32,17 @@ const bytes = (n) => {
 // ---------------------------------------------------------------- topology
 
 function renderBrokers(state) {
+  // up/down as the cluster's metadata says; on a local stack also whether its process runs
+  // (a killed broker stays in the metadata until its session times out)
+  const running = Object.fromEntries((state.services || []).map((s) => [s.name, s.running]));
   $("#brokers").replaceChildren(
-    ...state.brokers.map((b) =>
-      h(`span.broker.${b.up ? "up" : "down"}`, { "data-broker": b.id }, `broker ${b.id} ${b.up ? "up" : "down"}`)),
+    ...state.brokers.map((b) => {
+      const process = running[`kafka-${b.id}`];
+      const gone = b.up && process === false;
+      const label = gone ? "process stopped, still in metadata" : b.up ? "up" : "down";
+      return h(`span.broker.${gone ? "leaving" : b.up ? "up" : "down"}`, { "data-broker": b.id },
+        `broker ${b.id} ${label}`);
+    }),
   );
 }
 
