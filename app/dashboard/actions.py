@@ -125,7 +125,7 @@ class ManagedApps:
     def __init__(self, apps: list[AppProcess], rate: float | None) -> None:
         self.apps = {a.name: a for a in apps}
         self.rate = rate if "producer" in self.apps else None
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()  # one start/stop at a time
 
     @classmethod
     def start_pipeline(cls, settings: Settings, rate: float, logs: Path) -> ManagedApps:
@@ -279,7 +279,7 @@ class Actions:
 
         def run(entry: Entry) -> None:
             app = self.apps.apps[name]
-            with self.apps._lock:
+            with self.apps.lock:
                 if verb == "start":
                     if self.apps.running(name):
                         self.log.line(entry, f"{name} is already running")
@@ -305,7 +305,7 @@ class Actions:
 
         def run(entry: Entry) -> None:
             app = self.apps.apps["producer"]
-            with self.apps._lock:
+            with self.apps.lock:
                 app.stop()
                 self.apps.rate = rate
                 app.argv = producer_argv(rate)
