@@ -5,16 +5,34 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install demo test test-unit test-docker docker-ready bench lint clean
+.PHONY: install dashboard-assets demo test test-unit test-docker docker-ready bench lint clean
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml app/dashboard/static/package-lock.json
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "clickfan needs Python 3.11 or newer (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
+	@$(MAKE) --no-print-directory dashboard-assets
 	@touch $@
+
+# The dashboard's chart library (uPlot from the npm registry, pinned by package-lock.json,
+# served from app/dashboard/static/node_modules, git-ignored; nothing is built), and for
+# its browser tests Debian's chromium (Playwright cannot download its own browsers here).
+dashboard-assets:
+	@if command -v npm >/dev/null 2>&1; then \
+	  npm ci --prefix app/dashboard/static --no-audit --no-fund --silent; \
+	else \
+	  echo "make install: no npm, so the dashboard draws no charts (install Node.js and npm)"; \
+	fi
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; \
+	  else \
+	    echo "make install: no /usr/bin/chromium, so the browser tests skip (as root: apt-get install chromium)"; \
+	  fi; \
+	fi
 
 demo: install
 	$(BIN)/clickfan demo
