@@ -23,9 +23,9 @@ def available() -> dict[str, Experiment]:
     found: dict[str, Experiment] = {}
     for module_name, class_name in _MODULES.items():
         try:
-            module = importlib.import_module(f"experiments.{module_name}")
+            module = importlib.import_module(f"clickfan.experiments.{module_name}")
         except ModuleNotFoundError as exc:
-            if exc.name == f"experiments.{module_name}":
+            if exc.name == f"clickfan.experiments.{module_name}":
                 continue
             raise
         found[module_name] = getattr(module, class_name)()

@@ -21,12 +21,21 @@ err = Console(stderr=True)
     is_flag=True,
     help="Also start a second, one-broker Kafka cluster (for the multi-cluster lag view).",
 )
-def up(fresh: bool, extra_cluster: bool) -> None:
+@click.option(
+    "--with",
+    "with_",
+    metavar="NAMES",
+    help="Also start message brokers beside the stack: rabbitmq, redis (comma-separated).",
+)
+def up(fresh: bool, extra_cluster: bool, with_: str | None) -> None:
     """Start Kafka (3 brokers, KRaft), Elasticsearch and HDFS natively, and wait until healthy."""
     settings = load()
+    optional = stack.parse_with(with_) if with_ is not None else ()
+    stack.check_installed(settings, optional)
     if fresh:
         stack.down(settings, err, wipe=True)
     started = stack.up(settings, err, extra_cluster=extra_cluster)
+    started += stack.up_optional(settings, optional, err)
     if started:
         statuses, cluster = stack.status(settings)
         err.print(stack.status_table(statuses))
