@@ -15,6 +15,7 @@ _MODULES = {
     "partitions": "Partitions",
     "partitioner": "Partitioner",
     "acks": "Acks",
+    "brokers": "Brokers",
 }
 
 
