@@ -16,6 +16,7 @@ _MODULES = {
     "partitioner": "Partitioner",
     "acks": "Acks",
     "brokers": "Brokers",
+    "partition": "Partition",
 }
 
 
