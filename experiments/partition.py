@@ -1,12 +1,15 @@
 """Network partitions instead of kills, on `clickfan up --hosts` (three brokers, three hosts).
 
-Needs root and a running --hosts stack of the home the environment points at
-(CLICKFAN_HOME); it cuts hosts off with iptables rules inside their namespaces and
-always heals them again.
+Needs root. It runs on the --hosts stack of the home the environment points at
+(CLICKFAN_HOME) when one runs; otherwise it starts three brokers as three hosts of
+its own beside the stack (`up --hosts --kafka-only` in <home>/partition-hosts) and
+removes them afterwards. It cuts hosts off with iptables rules inside their
+namespaces and always heals them again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 import time
@@ -17,12 +20,14 @@ from functools import partial
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
+from rich.console import Console
 
 from clickfan.errors import ClickfanError
 from clickfan.experiments import plots
 from clickfan.experiments.framework import Context, Experiment
 from clickfan.experiments.kafka_io import producer, read_topic
 from clickfan.experiments.offsets import GroupOffsets
+from clickfan.settings import Settings
 
 PARTITIONS = 3
 RATE = 150.0  # records per second and mode
@@ -54,15 +59,33 @@ class Sample:
     leader: dict[str, int]
 
 
-def _hosts(ctx: Context):  # noqa: ANN202 - compose.native.hosts.HostNet
+def hosts_settings(settings: Settings) -> Settings:
+    """The --hosts stack of this home if one runs; else the experiment's own, beside it."""
     from clickfan.compose.native import hosts
 
-    if hosts.state(ctx.settings) is None:
-        raise ClickfanError(
-            "the partition experiment runs on `clickfan up --hosts` (root): no --hosts stack "
-            f"in {ctx.settings.home}"
+    if hosts.state(settings) is not None:
+        return settings
+    return dataclasses.replace(
+        settings, home=settings.home / "partition-hosts", cache_dir=str(settings.artifacts_dir)
+    )
+
+
+def _hosts(ctx: Context):  # noqa: ANN202 - compose.native.hosts.HostNet
+    """The three hosts: a running `up --hosts` stack, or three started for this run."""
+    from clickfan.compose.native import hosts
+
+    hs = hosts_settings(ctx.settings)
+    if hosts.state(hs) is None:
+        hosts.check_can_run()  # root and `ip netns`, or one line saying why
+        quiet = Console(stderr=True, quiet=True)
+        with ctx.step("starting three brokers as three hosts (`up --hosts --kafka-only`)"):
+            hosts.up(hs, quiet, kafka_only=True)
+        ctx.on_cleanup("stop the run's --hosts brokers", lambda: hosts.down(hs, quiet))
+        ctx.note(
+            f"No --hosts stack was running in {ctx.settings.home}: the run started its own "
+            f"(brokers only, home {hs.home}) and removed it afterwards."
         )
-    return hosts.HostNet.for_home(ctx.settings)
+    return hosts.HostNet.for_home(hs)
 
 
 class Partition(Experiment):
@@ -109,6 +132,8 @@ namespace, both directions):
 
         net = _hosts(ctx)
         bootstrap = net.bootstrap
+        ctx.details["hosts_bootstrap"] = bootstrap
+        ctx.note(f"The three hosts: {bootstrap} (bridge {net.bridge}, this machine {net.gateway}).")
         # a cut host never answers (DROP, no reset): without a short socket timeout the
         # client keeps asking it for a minute before it tries another broker
         admin = AdminClient(
@@ -306,7 +331,7 @@ namespace, both directions):
         """When broker 1 refused a produce request with NOT_ENOUGH_REPLICAS (from its log)."""
         from clickfan.compose.native.hosts import host_brokers
 
-        leader = host_brokers(ctx.settings)[LEADER - 1]
+        leader = host_brokers(hosts_settings(ctx.settings))[LEADER - 1]
         try:
             lines = leader.log_file.read_text(errors="replace").splitlines()
         except OSError:
@@ -490,7 +515,7 @@ def _quorum_leader(ctx: Context) -> int:
     from clickfan.compose.native.hosts import host_brokers
 
     best = (-1, LEADER)
-    for b in host_brokers(ctx.settings):
+    for b in host_brokers(hosts_settings(ctx.settings)):
         try:
             state = json.loads((b.log_dir / "__cluster_metadata-0" / "quorum-state").read_text())
         except (OSError, ValueError):
@@ -506,7 +531,7 @@ def _view(
     """ISR and leader per partition as `broker` itself reports them (None: no answer)."""
     from clickfan.compose.native.hosts import CLIENT_PORT, HostNet
 
-    address = HostNet.for_home(ctx.settings).address(broker)
+    address = HostNet.for_home(hosts_settings(ctx.settings)).address(broker)
     # a fresh client knows only this broker, so its metadata request goes there
     admin = AdminClient(
         {"bootstrap.servers": f"{address}:{CLIENT_PORT}", "log_level": 0, "socket.timeout.ms": 2000}
