@@ -116,11 +116,23 @@ class Brokers(Experiment):
     name = "brokers"
     title = "message brokers (RabbitMQ, Redis) versus an event broker (Kafka)"
     claim_ko = """
-- Redis, RabbitMQ 는 메세지 브로커: 메시지를 처리하면 짧은 시간 안에 삭제된다.
-- Kafka 는 이벤트 브로커: 이벤트(메시지)를 일정 기간 보관하여 단일 진실 공급원으로
-  쓰이고, 장애가 난 시점부터 재처리할 수 있으며, 대용량 실시간 스트림을 처리한다.
+메시징 플랫폼을 크게 2개로 구분
+1. 메시지 브로커  : 이벤트 브로커 역할 불가능 eg)Redis,RabbitMQ.
+2. 이벤트 브로커  : 메시지 브로커의 역할도 가능 eg)Kafka,AWS 키네시스
+
+메시지 브로커 특징
+  - 메시지를 처리하고 나면, 짧은 시간내 삭제된다.
+
+이벤트 브로커 특징
+  - 레코드(이벤트,혹은 메시지 자료구조) 하나를 관리 및 인덱스로 접근
+  - 특정 시간동안 레코드를 보관
+    - 1.딱 한번 발생한 이벤트를 저장하여 - 단일 진실 공급원
+    - 2.장애 지점부터 재처리가 가능
+    - 3.많은 양의 실시간 스트림데이터 효과적으로 처리
 """
     claim = (
+        "Messaging platforms come in two kinds: a message broker cannot play an event "
+        "broker's part, an event broker can play both. "
         "Redis and RabbitMQ are message brokers: a message is deleted soon after it is "
         "processed. Kafka is an event broker: it keeps records for a set time, serves as the "
         "single source of truth, lets a consumer reprocess from the point of failure, and "
