@@ -5,9 +5,23 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install dashboard-assets demo test test-unit test-docker docker-ready bench lint clean
+.PHONY: install brokers dashboard-assets demo test test-unit test-docker docker-ready bench lint clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed brokers
+
+# RabbitMQ and Redis (`clickfan up --with rabbitmq,redis`, `clickfan experiment brokers`)
+# come from Debian's packages: installed here when root, named otherwise.
+brokers:
+	@missing=""; \
+	[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing="$$missing rabbitmq-server"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing \
+	  || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $$missing; }; \
+	else \
+	  echo "make install: RabbitMQ/Redis missing (only the brokers experiment needs them): as root, apt-get install$$missing"; \
+	fi
 
 $(VENV)/.installed: pyproject.toml app/dashboard/static/package-lock.json
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "clickfan needs Python 3.11 or newer (found " + sys.version.split()[0] + "); set PYTHON=python3.11")'
