@@ -81,6 +81,7 @@ bench: install
 	$(BIN)/python -m benchmarks.stack_up
 	$(BIN)/python -m benchmarks.produce
 	$(BIN)/python -m benchmarks.pipeline
+	CLICKFAN_DASHBOARD_NUMBERS=1 $(BIN)/pytest tests/integration/test_dashboard_numbers.py -q -s
 
 lint: install
 	$(BIN)/ruff check .

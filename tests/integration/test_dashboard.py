@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
@@ -69,12 +70,20 @@ class DashboardProcess:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
+            # the workers and producer it runs have sessions of their own: should the
+            # dashboard not stop them in time, they must not outlive the test
+            children: list[psutil.Process] = []
+            with contextlib.suppress(psutil.Error):
+                children = psutil.Process(self.proc.pid).children(recursive=True)
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=30)
+            for child in children:
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
 
 
 def start_dashboard(
