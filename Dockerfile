@@ -13,6 +13,7 @@ COPY compose/docker/ca/ /usr/local/share/ca-certificates/
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       openjdk-17-jre-headless maven python3 python3-venv ca-certificates procps \
+      rabbitmq-server redis-server \
  && rm -rf /var/lib/apt/lists/*
 
 ENV PATH=/opt/clickfan/bin:$PATH \

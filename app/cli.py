@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("clickfan.experiments.replay_command:replay", "Reset a group's offsets."),
     "experiment": ("clickfan.experiments.commands:experiment", "Run the experiments."),
     "demo": ("clickfan.app.demo:demo", "The whole pipeline, live."),
+    "dashboard": ("clickfan.app.dashboard.commands:dashboard", "Serve the live web page."),
     "soak": ("clickfan.experiments.soak:soak", "Traffic, hostile records and faults; count all."),
 }
 

@@ -216,9 +216,17 @@ def run(
         stack.up(settings, console)
     view = PipelineView(settings)
     began = time.monotonic()
+    board = None
     try:
         for app in apps:
             app.start()
+        from clickfan.app.dashboard.commands import start_in_thread  # aiohttp only here
+
+        try:
+            board = start_in_thread(settings, apps, rate if apps else None)
+            console.print(f"dashboard: {board.url}")
+        except ClickfanError as exc:
+            console.print(f"[yellow]no dashboard: {exc}[/]")
         if plain:
             while duration_s is None or time.monotonic() - began < duration_s:
                 print(view.line(view.sample()), flush=True)
@@ -233,6 +241,8 @@ def run(
     except KeyboardInterrupt:
         pass
     finally:
+        if board is not None:
+            board.stop()
         if apps:
             with console.status("stopping the producer, then the workers ..."):
                 for app in apps[::-1]:  # the producer first, so the workers can drain

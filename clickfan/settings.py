@@ -213,6 +213,12 @@ class Settings:
     lag_webhook_url: str = ""  # POST a notice on group status change; empty: log only
     lag_config: str = ""  # TOML file listing clusters; empty: the local stack only
 
+    # the live web page (`clickfan dashboard`, started by `clickfan demo` too)
+    dashboard_host: str = _non_empty("127.0.0.1")
+    dashboard_port: int = _port(8080)
+    # between reads of the pipeline and pushes to the page
+    dashboard_interval_s: float = _range(1.0, 0, above=True)
+
     # pipeline: the two workers (streams/) and their sinks (sinks/)
     es_group: str = _non_empty("es-indexer")  # consumer group of `clickfan worker es`
     hdfs_group: str = _non_empty("hdfs-archiver")  # consumer group of `clickfan worker hdfs`

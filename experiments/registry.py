@@ -15,6 +15,8 @@ _MODULES = {
     "partitions": "Partitions",
     "partitioner": "Partitioner",
     "acks": "Acks",
+    "brokers": "Brokers",
+    "partition": "Partition",
 }
 
 

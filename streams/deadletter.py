@@ -15,8 +15,12 @@ therefore holds a bad record once per group; read it filtered by
 ``clickfan.dlq.group`` (or deduplicated by source topic/partition/offset).
 
 A send counts as done only when the brokers confirmed it (acks=all); until
-then the source offset is not handled and is not committed. After a crash a
-record may be dead-lettered again (at least once, like the sinks' re-delivery).
+then the source offset is not handled and is not committed. Each source
+partition's dead letters go to one DLQ partition (source partition modulo the
+DLQ's partition count), so that a worker taking a partition over can find, by
+reading that DLQ partition backwards from its end, which records past the
+group's committed offset were dead-lettered already (by a worker killed before
+it committed, say), and does not send them twice: once per group.
 
 A failed send is judged by the Kafka error's own ``retriable`` flag: a
 retriable one (no leader, not enough replicas, the topic unknown for now,
@@ -30,10 +34,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 
 import faust
 from aiokafka.errors import KafkaError, KafkaTimeoutError
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import KafkaError as ConfluentKafkaError
 
 from clickfan.errors import ClickfanError
 from clickfan.sinks.base import Rejection
@@ -99,13 +106,25 @@ class DeadLetterQueue:
         group: str,
         retry: RetryPolicy,
         abort: asyncio.Event,
+        written: DeadLetterLog,
     ) -> None:
         self.topic_name = topic
         self._topic = app.topic(topic, key_serializer="raw", value_serializer="raw")
         self._group = group
         self._abort = abort
         self._retry = Retry(f"dead-letter topic {topic}", log, retry, is_transient=retriable)
+        self._written = written
+        # source partition -> offsets past the committed one that are on the DLQ already
+        self._sent_before: dict[int, set[int]] = {}
         self.sent = 0
+        self.not_again = 0  # found on the DLQ at assignment, not sent twice
+
+    async def recall(self, starts: dict[int, int]) -> None:
+        """On assignment: learn which records from ``starts`` on are dead letters already."""
+        self._sent_before = await self._written.already_sent(starts) if starts else {}
+        found = sum(len(offsets) for offsets in self._sent_before.values())
+        if found:
+            log.info("%d records past the committed offsets are dead letters already", found)
 
     async def send(self, rejections: Sequence[Rejection]) -> None:
         """Produce ``rejections`` and wait until every one is acknowledged.
@@ -113,7 +132,12 @@ class DeadLetterQueue:
         Raises DeadLetterUnwritable on an error that is not retriable, and
         Aborted when the partitions are revoked (or the worker stops) meanwhile.
         """
-        pending = list(rejections)
+        pending = [
+            r
+            for r in rejections
+            if r.record.offset not in self._sent_before.get(r.record.partition, ())
+        ]
+        self.not_again += len(rejections) - len(pending)
 
         async def attempt() -> None:
             nonlocal pending
@@ -122,6 +146,7 @@ class DeadLetterQueue:
                     key=r.record.key,
                     value=r.record.value,
                     headers=headers(r, self._group),
+                    partition=await self._written.partition_for(r.record.partition),
                 )
                 for r in pending
             ]
@@ -149,3 +174,103 @@ class DeadLetterQueue:
                 f"{type(error).__name__}, not retriable ({what}); the records it was for "
                 "stay uncommitted: fix the topic, then start the worker again"
             ) from exc
+
+
+class DeadLetterLog:
+    """What one group has dead-lettered from one source topic, read back from the DLQ."""
+
+    CHUNK = 2000  # records read per step backwards
+    READ_TIMEOUT_S = 60.0
+
+    def __init__(self, bootstrap_servers: str, topic: str, group: str, source_topic: str) -> None:
+        self._topic = topic
+        self._group = group.encode()
+        self._source_topic = source_topic.encode()
+        self._partitions: int | None = None
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap_servers,
+                "group.id": f"{group}.dlq-reader",  # never joins or commits
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+            }
+        )
+
+    async def partition_for(self, source_partition: int) -> int:
+        if self._partitions is None:
+            self._partitions = await asyncio.to_thread(self._count_partitions)
+        return source_partition % self._partitions
+
+    async def already_sent(self, starts: dict[int, int]) -> dict[int, set[int]]:
+        """Source partition -> its offsets at or past ``starts`` that are on the DLQ."""
+        by_dlq_partition: dict[int, dict[int, int]] = {}
+        for p, start in starts.items():
+            by_dlq_partition.setdefault(await self.partition_for(p), {})[p] = start
+        found: dict[int, set[int]] = {}
+        for dlq_partition, wanted in by_dlq_partition.items():
+            found |= await asyncio.to_thread(self._scan_backwards, dlq_partition, wanted)
+        return found
+
+    def _count_partitions(self) -> int:
+        topic = self._consumer.list_topics(self._topic, timeout=30).topics[self._topic]
+        if topic.error is not None or not topic.partitions:
+            raise RuntimeError(f"dead-letter topic {self._topic}: {topic.error}")
+        return len(topic.partitions)
+
+    def _scan_backwards(self, dlq_partition: int, wanted: dict[int, int]) -> dict[int, set[int]]:
+        """Read back until each source partition shows a dead letter before its start.
+
+        A group writes a partition's dead letters in offset order, going back only to
+        its committed offset after a restart, so everything older is before the start.
+        """
+        found: dict[int, set[int]] = {p: set() for p in wanted}
+        settled: set[int] = set()
+        low, end = self._consumer.get_watermark_offsets(
+            TopicPartition(self._topic, dlq_partition), timeout=30
+        )
+        while end > low and settled != set(wanted):
+            start = max(low, end - self.CHUNK)
+            for headers in self._read(dlq_partition, start, end):
+                if headers.get(GROUP) != self._group:
+                    continue
+                if headers.get(SOURCE_TOPIC) != self._source_topic:
+                    continue
+                try:
+                    p = int(headers.get(SOURCE_PARTITION, b""))
+                    offset = int(headers.get(SOURCE_OFFSET, b""))
+                except ValueError:
+                    continue
+                if p not in wanted:
+                    continue
+                if offset >= wanted[p]:
+                    found[p].add(offset)
+                else:
+                    settled.add(p)
+            end = start
+        return {p: offsets for p, offsets in found.items() if offsets}
+
+    def _read(self, dlq_partition: int, start: int, end: int) -> list[dict[str, bytes]]:
+        """The headers of the records at offsets start..end-1 of one DLQ partition."""
+        self._consumer.assign([TopicPartition(self._topic, dlq_partition, start)])
+        out: list[dict[str, bytes]] = []
+        deadline = time.monotonic() + self.READ_TIMEOUT_S
+        try:
+            while time.monotonic() < deadline:
+                message = self._consumer.poll(1.0)
+                if message is None:
+                    continue
+                if message.error():
+                    if message.error().code() == ConfluentKafkaError._PARTITION_EOF:
+                        return out
+                    raise RuntimeError(f"reading {self._topic}: {message.error()}")
+                if message.offset() >= end:
+                    return out
+                out.append(dict(message.headers() or []))
+                if message.offset() == end - 1:
+                    return out
+            raise RuntimeError(
+                f"reading {self._topic}[{dlq_partition}] {start}..{end} took over "
+                f"{self.READ_TIMEOUT_S:.0f}s"
+            )
+        finally:
+            self._consumer.unassign()

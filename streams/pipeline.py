@@ -178,6 +178,7 @@ class SinkPipeline:
             # whatever was buffered before is gone (closed on revocation): start again
             # from what the group committed
             self._next = await self._positions.starting(partitions) if partitions else {}
+            await self._dlq.recall(self._next)  # what is on the DLQ past that already
             await self._sink.open(partitions)
             self._log.info("assigned partitions %s of %s", sorted(partitions), self._topic)
 
@@ -194,11 +195,13 @@ class SinkPipeline:
         rate = (self.records - records_then) / max(now - then, 1e-9)
         self._last_stats = (now, self.records)
         self._log.info(
-            "%d records handled (%.0f/s lately), %d dead-lettered, %d dropped as fetched "
-            "before a rebalance, %d seeks back over %d records read again, partitions %s",
+            "%d records handled (%.0f/s lately), %d dead-lettered (%d found there already), "
+            "%d dropped as fetched before a rebalance, %d seeks back over %d records read "
+            "again, partitions %s",
             self.records,
             rate,
             self._dlq.sent,
+            self._dlq.not_again,
             self.stale,
             self.rewinds,
             self.repeated,

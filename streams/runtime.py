@@ -37,7 +37,7 @@ from clickfan.errors import ClickfanError
 from clickfan.settings import Settings
 from clickfan.sinks.base import Aborted, DeadLetterFn, Sink
 from clickfan.streams import configs, faust_compat
-from clickfan.streams.deadletter import DeadLetterQueue
+from clickfan.streams.deadletter import DeadLetterLog, DeadLetterQueue
 from clickfan.streams.pipeline import SinkPipeline
 from clickfan.streams.positions import BrokerPositions
 
@@ -241,7 +241,10 @@ def build(
     """
     app = make_app(settings, group, bootstrap_servers)
     abort = asyncio.Event()
-    dlq = DeadLetterQueue(app, settings.dlq_topic, group, configs.retry_policy(settings), abort)
+    written = DeadLetterLog(bootstrap_servers, settings.dlq_topic, group, settings.topic)
+    dlq = DeadLetterQueue(
+        app, settings.dlq_topic, group, configs.retry_policy(settings), abort, written
+    )
     sink = make_sink(dlq.send, abort)
     positions = BrokerPositions(bootstrap_servers, group, settings.topic)
     pipeline = SinkPipeline(

@@ -8,7 +8,7 @@ import sys
 import click
 from rich.console import Console
 
-from clickfan.compose.native import stack, tools
+from clickfan.compose.native import hosts, stack, tools
 from clickfan.settings import load
 
 err = Console(stderr=True)
@@ -21,12 +21,48 @@ err = Console(stderr=True)
     is_flag=True,
     help="Also start a second, one-broker Kafka cluster (for the multi-cluster lag view).",
 )
-def up(fresh: bool, extra_cluster: bool) -> None:
+@click.option(
+    "--with",
+    "with_",
+    metavar="NAMES",
+    help="Also start message brokers beside the stack: rabbitmq, redis (comma-separated).",
+)
+@click.option(
+    "--hosts",
+    "as_hosts",
+    is_flag=True,
+    help="The three brokers as three hosts: network namespaces on a bridge, 198.18.N.11-13 (root).",
+)
+@click.option(
+    "--kafka-only",
+    is_flag=True,
+    help="With --hosts: only the three brokers, no Elasticsearch or HDFS.",
+)
+def up(
+    fresh: bool,
+    extra_cluster: bool,
+    with_: str | None,
+    as_hosts: bool,
+    kafka_only: bool,
+) -> None:
     """Start Kafka (3 brokers, KRaft), Elasticsearch and HDFS natively, and wait until healthy."""
     settings = load()
+    optional = stack.parse_with(with_) if with_ is not None else ()
+    stack.check_installed(settings, optional)
+    if kafka_only and not as_hosts:
+        raise click.UsageError("--kafka-only goes with --hosts")
+    if as_hosts:
+        hosts.check_can_run()
     if fresh:
+        hosts.down(settings, err)
         stack.down(settings, err, wipe=True)
+    if as_hosts:
+        hosts.up(settings, err, kafka_only)
+        stack.up_optional(settings, optional, err)
+        return
+    hosts.clean_leftovers(settings, err)
     started = stack.up(settings, err, extra_cluster=extra_cluster)
+    started += stack.up_optional(settings, optional, err)
     if started:
         statuses, cluster = stack.status(settings)
         err.print(stack.status_table(statuses))
@@ -41,14 +77,20 @@ def up(fresh: bool, extra_cluster: bool) -> None:
 @click.option("--wipe", is_flag=True, help="Also remove all data (topics, indices, HDFS files).")
 def down(wipe: bool) -> None:
     """Stop every service (gracefully, then forcefully after a timeout). Data is kept."""
-    stack.down(load(), err, wipe=wipe)
+    settings = load()
+    hosts.down(settings, err)  # the --hosts brokers and their network, when there are any
+    stack.down(settings, err, wipe=wipe)
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(as_json: bool) -> None:
     """Show every service: pid, ports, health, memory, log. Exit code 0 only if all are healthy."""
-    statuses, cluster = stack.status(load())
+    settings = load()
+    if hosts.active(settings):
+        statuses, cluster = hosts.status(settings)
+    else:
+        statuses, cluster = stack.status(settings)
     report = stack.status_json(statuses, cluster)
     if as_json:
         click.echo(json.dumps(report, indent=2))

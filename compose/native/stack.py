@@ -26,7 +26,13 @@ from rich.table import Table
 
 from clickfan.compose.native import artifacts, process
 from clickfan.compose.native.java import check_java
-from clickfan.compose.native.services import Probe, Service, all_services, core_services
+from clickfan.compose.native.services import (
+    Probe,
+    Service,
+    all_services,
+    core_services,
+    optional_services,
+)
 from clickfan.compose.native.services.kafka import KafkaBroker, extra_kafka_broker
 from clickfan.errors import ClickfanError
 from clickfan.settings import Settings
@@ -104,7 +110,9 @@ def service_status(service: Service) -> ServiceStatus:
 def known_services(settings: Settings) -> list[Service]:
     """The core stack, plus the extra cluster when it has been started."""
     extra = extra_kafka_broker(settings)
-    return all_services(settings, extra_cluster=extra.pid_file.exists())
+    # the optional brokers (RabbitMQ, Redis) once started: their pid file exists
+    optional = tuple(s.name for s in optional_services(settings) if s.pid_file.exists())
+    return all_services(settings, extra_cluster=extra.pid_file.exists(), optional=optional)
 
 
 def status(settings: Settings) -> tuple[list[ServiceStatus], Probe]:
@@ -337,7 +345,7 @@ def down(settings: Settings, console: Console, wipe: bool = False) -> None:
     """Stop every service (SIGTERM, then SIGKILL after the timeout)."""
     services = known_services(settings)
     # The apps' sinks first (Elasticsearch, HDFS), then all brokers together.
-    for kinds in (("elasticsearch", "hdfs"), ("kafka",)):
+    for kinds in (("rabbitmq", "redis"), ("elasticsearch", "hdfs"), ("kafka",)):
         running = {s: pid for s in services if s.kind in kinds and (pid := running_pid(s))}
         if not running:
             continue
@@ -364,12 +372,55 @@ def wipe_data(settings: Settings, console: Console) -> None:
 
 
 def find_service(settings: Settings, name: str) -> Service:
-    services = {s.name: s for s in all_services(settings, extra_cluster=True)}
+    every = all_services(settings, extra_cluster=True, optional=OPTIONAL_NAMES)
+    services = {s.name: s for s in every}
     if name not in services:
         raise ClickfanError(
             f"no service named {name!r}; the services are: {', '.join(services)}", exit_code=2
         )
     return services[name]
+
+
+OPTIONAL_NAMES = ("rabbitmq", "redis")
+
+
+def parse_with(value: str) -> tuple[str, ...]:
+    """`--with rabbitmq,redis` -> ("rabbitmq", "redis"); unknown names are refused."""
+    names = tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))
+    unknown = [n for n in names if n not in OPTIONAL_NAMES]
+    if unknown or not names:
+        raise ClickfanError(
+            f"--with {value!r}: choose from {', '.join(OPTIONAL_NAMES)} (comma-separated)",
+            exit_code=2,
+        )
+    return names
+
+
+def check_installed(settings: Settings, names: tuple[str, ...]) -> None:
+    """Before anything starts: each optional broker's Debian package is there."""
+    missing = [s for s in optional_services(settings) if s.name in names and not s.installed()]
+    if missing:
+        packages = " ".join(s.package for s in missing)
+        raise ClickfanError(
+            f"{', '.join(s.name for s in missing)} not installed: "
+            f"apt-get install {packages} (or `make install` as root); nothing was started"
+        )
+
+
+def up_optional(settings: Settings, names: tuple[str, ...], console: Console) -> list[str]:
+    """Start the optional brokers that are not running; each must answer its probe."""
+    started = []
+    try:
+        for name in names:
+            service = find_service(settings, name)
+            if running_pid(service) is None:
+                start_one(settings, name, console)
+                started.append(name)
+    except BaseException:
+        for name in started:
+            stop_one(settings, name, console)
+        raise
+    return started
 
 
 def start_one(settings: Settings, name: str, console: Console) -> None:

@@ -131,7 +131,12 @@ def test_compose_pipeline_survives_kills_and_a_stopped_sink_then_the_demo_adds_u
         "both groups to reach lag 0",
         lambda: str(both_lags(stack, names)) + compose("logs", "--tail", "20", "es-indexer"),
     )
-    assert "lag es-indexer 0" in compose("logs", "--tail", "5", "demo")
+    demo_log = compose("logs", "demo")
+    assert "lag es-indexer 0" in demo_log
+    # the demo serves the dashboard on the host's network and says where
+    assert f"dashboard: http://{stack.host}:{stack.dashboard_port}" in demo_log
+    page = requests.get(f"http://{stack.host}:{stack.dashboard_port}/", timeout=10)
+    assert page.status_code == 200 and "clickfan" in page.text
 
     # every record on the topic: valid ones once in each sink, the rest dead-lettered
     where: dict[str, tuple[int, int]] = {}

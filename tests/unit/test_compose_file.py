@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clickfan.compose.native.services import core_services
+from clickfan.compose.native.services import core_services, optional_services
 from clickfan.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,12 +30,12 @@ def test_every_native_service_is_served_by_the_same_launcher(services: dict) -> 
         for name, spec in services.items()
         if spec.get("command", [None])[0] == "serve"
     }
-    native = [s.name for s in core_services(Settings())]
+    native = [s.name for s in core_services(Settings()) + optional_services(Settings())]
     assert served == {name: name for name in native}
 
 
 def test_health_checks_are_cheap_and_probe_the_settings_ports(services: dict) -> None:
-    by_name = {s.name: s for s in core_services(Settings())}
+    by_name = {s.name: s for s in core_services(Settings()) + optional_services(Settings())}
     for name, service in by_name.items():
         probe = " ".join(services[name]["healthcheck"]["test"])
         assert "java" not in probe and "kafka-" not in probe, f"{name}: a JVM per probe"

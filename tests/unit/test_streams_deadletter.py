@@ -51,9 +51,13 @@ class FakeTopic:
     def __init__(self, outcome: Callable[[int], BaseException | None]) -> None:
         self.outcome = outcome
         self.sent: list[bytes | None] = []
+        self.partitions: list[int] = []
 
-    async def send(self, key: Any, value: bytes | None, headers: Any) -> asyncio.Future[None]:
+    async def send(
+        self, key: Any, value: bytes | None, headers: Any, partition: int
+    ) -> asyncio.Future[None]:
         self.sent.append(value)
+        self.partitions.append(partition)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         error = self.outcome(len(self.sent))
         if error is None:
@@ -78,9 +82,33 @@ def _rejections(n: int) -> list[Rejection]:
     ]
 
 
-def _queue(topic: FakeTopic, abort: asyncio.Event) -> DeadLetterQueue:
+class FakeWritten:
+    """The DLQ as DeadLetterLog reads it: 4 partitions, and what is on it already."""
+
+    def __init__(self, on_dlq: dict[int, set[int]] | None = None) -> None:
+        self.on_dlq = on_dlq or {}
+
+    async def partition_for(self, source_partition: int) -> int:
+        return source_partition % 4
+
+    async def already_sent(self, starts: dict[int, int]) -> dict[int, set[int]]:
+        return {
+            p: {o for o in self.on_dlq.get(p, set()) if o >= start} for p, start in starts.items()
+        }
+
+
+def _queue(
+    topic: FakeTopic, abort: asyncio.Event, written: FakeWritten | None = None
+) -> DeadLetterQueue:
     policy = RetryPolicy(initial_s=0.001, max_s=0.002, log_interval_s=60)
-    return DeadLetterQueue(FakeApp(topic), "src.dlq", "g", policy, abort)  # type: ignore[arg-type]
+    return DeadLetterQueue(
+        FakeApp(topic),  # type: ignore[arg-type]
+        "src.dlq",
+        "g",
+        policy,
+        abort,
+        written or FakeWritten(),  # type: ignore[arg-type]
+    )
 
 
 def test_retriable_failures_are_retried_sending_only_the_failed_ones(
@@ -139,3 +167,20 @@ def test_other_errors_are_not_dressed_up_as_dead_letter_failures() -> None:
 
     with pytest.raises(ValueError):
         asyncio.run(scenario())
+
+
+def test_records_found_on_the_dlq_at_assignment_are_not_sent_again() -> None:
+    topic = FakeTopic(lambda n: None)
+
+    async def scenario() -> DeadLetterQueue:
+        # a worker killed before its commit had dead-lettered offsets 1 and 2 (and 0,
+        # which the group committed since)
+        dlq = _queue(topic, asyncio.Event(), FakeWritten({0: {0, 1, 2}}))
+        await dlq.recall({0: 1})
+        await dlq.send(_rejections(4))
+        return dlq
+
+    dlq = asyncio.run(scenario())
+    assert topic.sent == [b"v0", b"v3"]  # 0 is before the start: a replay sends it again
+    assert dlq.not_again == 2
+    assert topic.partitions == [0, 0]  # a source partition's dead letters stay together

@@ -81,11 +81,16 @@ class FakeSink(Sink):
 class FakeDeadLetters:
     def __init__(self) -> None:
         self.sent = 0
+        self.not_again = 0
+        self.recalled: list[dict[int, int]] = []
         self.rejections: list[Rejection] = []
 
     async def send(self, rejections: Sequence[Rejection]) -> None:
         self.rejections.extend(rejections)
         self.sent += len(rejections)
+
+    async def recall(self, starts: dict[int, int]) -> None:
+        self.recalled.append(dict(starts))
 
 
 def event(partition: int, offset: int, value: bytes | None = None, generation: int = 1) -> Any:
@@ -250,7 +255,10 @@ def test_stats_line_shows_the_dropped_count(caplog: pytest.LogCaptureFixture) ->
             h.pipeline.log_stats()
         line = caplog.records[-1].getMessage()
         assert line.startswith("1 records handled")
-        assert "1 dead-lettered, 1 dropped as fetched before a rebalance" in line
+        assert (
+            "1 dead-lettered (0 found there already), 1 dropped as fetched before a rebalance"
+            in line
+        )
 
     run(scenario)
 
