@@ -575,6 +575,8 @@ class Suite:
             if svg.exists():
                 self.profiles[kind] = str(svg)
                 print(f"  profile of the {kind} worker: {svg}")
+            else:
+                print(f"  py-spy wrote no profile of the {kind} worker (ptrace not allowed?)")
 
 
 # -- end to end ---------------------------------------------------------------------
