@@ -18,7 +18,8 @@ their ratio, measured in the same run on the same stack:
              many files of the same sizes as the archiver wrote;
 - end to end: benchmarks.pipeline's steady phase at each of --rates (lag bounded?
              p50/p99 produce-to-searchable and produce-to-archived), then higher
-             rates in steps of 1 000 while both lags stay bounded;
+             rates in steps of 1 000 while both lags stay bounded (up to --max-rate);
+             the producer runs with --linger-ms (50: see docs/benchmarks.md);
 - cost:      CPU seconds per 1 000 events of every process (psutil), in each
              stage and in the end-to-end runs;
 - profiles:  py-spy flame graphs of both workers draining the topic (an extra,
