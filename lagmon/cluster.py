@@ -8,6 +8,7 @@ offsets (for the one-shot ``clickfan lag`` view, which must agree with
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 
 from confluent_kafka import (
@@ -21,6 +22,10 @@ from confluent_kafka.admin import AdminClient, OffsetSpec
 
 from clickfan.errors import ClickfanError
 from clickfan.lagmon.config import ClusterConfig
+
+# what a partition without a leader answers: no leader found, or not available yet
+_LEADERLESS = (KafkaError._NOENT, KafkaError.LEADER_NOT_AVAILABLE)
+_LEADERLESS_RETRIES = 5
 
 TopicPartitionKey = tuple[str, int]
 
@@ -78,6 +83,23 @@ class KafkaCluster:
 
     def _list_offsets(
         self, partitions: Iterable[TopicPartitionKey], spec: OffsetSpec
+    ) -> dict[TopicPartitionKey, int]:
+        wanted = list(partitions)
+        for attempt in range(_LEADERLESS_RETRIES):
+            try:
+                return self._list_offsets_once(wanted, spec)
+            except KafkaException as exc:
+                # a topic being deleted has no leaders for a moment, and librdkafka then
+                # fails the whole request: ask again without the topics that are gone
+                if exc.args[0].code() not in _LEADERLESS or attempt == _LEADERLESS_RETRIES - 1:
+                    raise
+                time.sleep(0.5)
+                existing = self._admin.list_topics(timeout=self.timeout_s).topics
+                wanted = [(t, p) for t, p in wanted if t in existing]
+        raise AssertionError("unreachable")
+
+    def _list_offsets_once(
+        self, partitions: list[TopicPartitionKey], spec: OffsetSpec
     ) -> dict[TopicPartitionKey, int]:
         request = {TopicPartition(t, p): spec for t, p in partitions}
         if not request:

@@ -90,9 +90,12 @@ def _ok(result: subprocess.CompletedProcess[str], what: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def downloads(request: pytest.FixtureRequest) -> Path:
+def downloads(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """docker-compose's wheel and the build requirements, from PyPI once, then from the cache."""
-    cache = request.config.cache.mkdir("packaging-wheels")
+    if getattr(request.config, "cache", None) is not None:
+        cache = request.config.cache.mkdir("packaging-wheels")
+    else:  # -p no:cacheprovider: this run's own folder
+        cache = tmp_path_factory.mktemp("packaging-wheels")
     have = {p.name.split("-")[0].lower() for p in cache.glob("*.whl")}
     if not {"docker_compose", "setuptools"} <= have:
         result = _pip(
