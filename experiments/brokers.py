@@ -21,7 +21,7 @@ from clickfan.errors import ClickfanError
 from clickfan.events import encode_event
 from clickfan.experiments import plots
 from clickfan.experiments.brokers_io import STORES, Crash, Endpoints, KafkaTopic, Store
-from clickfan.experiments.framework import Context, Experiment
+from clickfan.experiments.framework import Context, Experiment, ExperimentSkipped
 from clickfan.generators.events import EventGenerator
 
 IN_FLIGHT = 50  # records the crashing consumer has taken but not acknowledged
@@ -68,7 +68,10 @@ def _ensure_brokers(ctx: Context) -> None:
     """RabbitMQ and Redis running (started here if only installed); else a one-line reason."""
     from clickfan.compose.native import stack
 
-    stack.check_installed(ctx.settings, stack.OPTIONAL_NAMES)
+    try:
+        stack.check_installed(ctx.settings, stack.OPTIONAL_NAMES)
+    except ClickfanError as exc:
+        raise ExperimentSkipped(str(exc)) from None
     quiet = Console(stderr=True, quiet=True)
     for name in stack.up_optional(ctx.settings, stack.OPTIONAL_NAMES, quiet):
         ctx.note(f"{name} was not running: the experiment started it and stopped it afterwards")

@@ -37,6 +37,8 @@ def _summary(outcomes: list[Outcome]) -> Table:
         table.add_column(column)
     for o in outcomes:
         verdict = "[green]ok[/]" if o.ok else "[red]FAILED[/]"
+        if o.skipped is not None:
+            verdict = f"[yellow]skipped[/] ({o.skipped})"
         table.add_row(o.name, verdict, f"{o.duration_s:.0f}", str(o.out_dir / "report.md"))
     return table
 

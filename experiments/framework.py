@@ -78,6 +78,10 @@ class ExperimentFailed(ClickfanError):
     exit_code = 1
 
 
+class ExperimentSkipped(ClickfanError):
+    """This machine cannot run the experiment (a package, root): the message says why."""
+
+
 class Context:
     def __init__(
         self,
@@ -238,6 +242,7 @@ class Outcome:
     out_dir: Path
     duration_s: float
     report: dict[str, Any] = field(default_factory=dict)
+    skipped: str | None = None  # why the machine could not run it
 
 
 def run_experiment(
@@ -259,8 +264,12 @@ def run_experiment(
     console.print(f"names: {ctx.names.prefix}  events: {ctx.events}")
     began = time.monotonic()
     error = None
+    skipped = None
     try:
         experiment.run(ctx)
+    except ExperimentSkipped as exc:
+        skipped = str(exc)
+        ctx.note(f"skipped: {skipped}")
     except KeyboardInterrupt:
         error = "interrupted"
         raise
@@ -283,6 +292,9 @@ def run_experiment(
     if error is not None:
         ctx.checks.append(Check("the run completed", "no error", error, False))
     report = write_report(experiment, ctx, duration)
+    if skipped is not None:
+        console.print(f"[yellow]{experiment.name}: skipped[/] ({skipped})")
+        return Outcome(experiment.name, True, out_dir, duration, report, skipped)
     ok = report["ok"]
     colour = "green" if ok else "red"
     verdict = "claim holds" if ok else "EXPECTATION FAILED"

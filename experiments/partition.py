@@ -24,7 +24,7 @@ from rich.console import Console
 
 from clickfan.errors import ClickfanError
 from clickfan.experiments import plots
-from clickfan.experiments.framework import Context, Experiment
+from clickfan.experiments.framework import Context, Experiment, ExperimentSkipped
 from clickfan.experiments.kafka_io import producer, read_topic
 from clickfan.experiments.offsets import GroupOffsets
 from clickfan.settings import Settings
@@ -76,7 +76,10 @@ def _hosts(ctx: Context):  # noqa: ANN202 - compose.native.hosts.HostNet
 
     hs = hosts_settings(ctx.settings)
     if hosts.state(hs) is None:
-        hosts.check_can_run()  # root and `ip netns`, or one line saying why
+        try:
+            hosts.check_can_run()  # root and `ip netns`, or one line saying why
+        except ClickfanError as exc:
+            raise ExperimentSkipped(str(exc)) from None
         quiet = Console(stderr=True, quiet=True)
         with ctx.step("starting three brokers as three hosts (`up --hosts --kafka-only`)"):
             hosts.up(hs, quiet, kafka_only=True)
