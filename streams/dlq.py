@@ -25,6 +25,12 @@ from clickfan.errors import ClickfanError
 from clickfan.streams import deadletter as dl
 
 READ_TIMEOUT_S = 60.0
+# a group with members (live, or killed and not yet timed out) refuses outside commits
+_GROUP_BUSY = (
+    KafkaError.UNKNOWN_MEMBER_ID,
+    KafkaError.REBALANCE_IN_PROGRESS,
+    KafkaError.ILLEGAL_GENERATION,
+)
 _REQUIRED = (dl.REASON, dl.GROUP, dl.SOURCE_TOPIC, dl.SOURCE_PARTITION, dl.SOURCE_OFFSET)
 
 
@@ -34,6 +40,11 @@ def purged_group(group: str) -> str:
 
 def redrive_group(group: str) -> str:
     return f"{group}.redrive"
+
+
+def round_group(group: str) -> str:
+    """Committed offsets: where the current re-drive round of ``group`` ends."""
+    return f"{group}.redrive-round"
 
 
 @dataclass(frozen=True)
@@ -249,20 +260,27 @@ class DlqReader:
         finally:
             reader.close()
 
-    def commit(self, group: str, offsets: dict[int, int]) -> None:
-        """Commit ``offsets`` for ``group`` without joining it (it must have no members)."""
+    def commit(self, group: str, offsets: dict[int, int], wait_s: float = 60.0) -> None:
+        """Commit ``offsets`` for ``group`` without joining it. A member of it that was
+        killed holds it until its session times out: waits for that, up to ``wait_s``."""
         writer = Consumer(
             {"bootstrap.servers": self._bootstrap, "group.id": group, "enable.auto.commit": False}
         )
+        deadline = time.monotonic() + wait_s
         try:
             tps = [TopicPartition(self._topic, p, o) for p, o in offsets.items()]
-            try:
-                writer.commit(offsets=tps, asynchronous=False)
-            except KafkaException as exc:
-                raise ClickfanError(
-                    f"cannot move {group}'s position on {self._topic}: {exc.args[0].str()} "
-                    "(is a re-drive of this group running?)"
-                ) from None
+            while True:
+                try:
+                    writer.commit(offsets=tps, asynchronous=False)
+                    return
+                except KafkaException as exc:
+                    error = exc.args[0]
+                    if error.code() not in _GROUP_BUSY or time.monotonic() > deadline:
+                        raise ClickfanError(
+                            f"cannot move {group}'s position on {self._topic}: {error.str()} "
+                            "(is a re-drive of this group running?)"
+                        ) from None
+                time.sleep(1.0)
         finally:
             writer.close()
 

@@ -171,11 +171,24 @@ def show(
         click.echo(f"no dead letters on {settings.dlq_topic}" + _narrowed(wanted))
 
 
-def _start_positions(reader: dlqs.DlqReader, group: str, partitions: list[int]) -> dict[int, int]:
-    """Where the re-drive of ``group`` starts: its own progress, not before the purge."""
-    redriven = reader.committed(dlqs.redrive_group(group), partitions)
+def _round(
+    reader: dlqs.DlqReader, group: str, marks: dict[int, tuple[int, int]]
+) -> tuple[dict[int, int], dict[int, int], bool]:
+    """(starts, ends, resuming) of the re-drive round of ``group``: an unfinished round is
+    finished first; a new one starts where the last one ended (or the purge) and ends at
+    the DLQ's end now."""
+    partitions = sorted(marks)
+    progress = reader.committed(dlqs.redrive_group(group), partitions)
+    last = reader.committed(dlqs.round_group(group), partitions)
     purged = reader.committed(dlqs.purged_group(group), partitions)
-    return {p: max(redriven.get(p, 0), purged.get(p, 0)) for p in partitions}
+
+    def start(p: int, at: int) -> int:
+        return max(at, purged.get(p, 0), marks[p][0])
+
+    if last and any(start(p, progress.get(p, 0)) < end for p, end in last.items()):
+        return {p: start(p, progress.get(p, 0)) for p in partitions}, last, True
+    starts = {p: start(p, last.get(p, 0)) for p in partitions}
+    return starts, {p: end for p, (_, end) in marks.items()}, False
 
 
 @dlq.command("redrive")
@@ -183,7 +196,6 @@ def _start_positions(reader: dlqs.DlqReader, group: str, partitions: list[int]) 
 @click.option("--reason", help="Only this reason.")
 @click.option("--since", help="Only dead-lettered at or after (ISO 8601, or 2h, 30m ago).")
 @click.option("--dry-run", is_flag=True, help="Print what would be re-driven; change nothing.")
-@click.option("--follow", is_flag=True, help="Keep running for new dead letters (Ctrl-C stops).")
 @_connection
 @click.option("--loglevel", type=click.Choice(("debug", "info", "warning", "error")))
 def redrive(
@@ -191,7 +203,6 @@ def redrive(
     reason: str | None,
     since: str | None,
     dry_run: bool,
-    follow: bool,
     dlq_topic: str | None,
     bootstrap_servers: str | None,
     loglevel: str | None,
@@ -203,27 +214,27 @@ def redrive(
     reader = dlqs.DlqReader(bootstrap, settings.dlq_topic)
     try:
         marks = reader.ends()
-        partitions = sorted(marks)
-        starts = _start_positions(reader, group, partitions)
-        purged = reader.committed(dlqs.purged_group(group), partitions)
+        starts, ends, resuming = _round(reader, group, marks)
+        progress = reader.committed(dlqs.redrive_group(group), sorted(marks))
+        purged = reader.committed(dlqs.purged_group(group), sorted(marks))
         if dry_run:
-            _dry_run(reader, settings, wanted, starts, {p: e for p, (_, e) in marks.items()})
+            _dry_run(reader, settings, wanted, starts, ends)
             return
-        # the re-drive reads from its own progress; a purge moved past it moves it too
-        behind = {
-            p: o
-            for p, o in starts.items()
-            if o > reader.committed(dlqs.redrive_group(group), [p]).get(p, 0)
-        }
-        if behind:
-            reader.commit(dlqs.redrive_group(group), behind)
-        ends = {p: e for p, (low, e) in marks.items() if max(starts[p], low) < e}
+        if not resuming:
+            reader.commit(dlqs.round_group(group), ends)
+        # the re-drive's consumer group reads from here (back to the round's start after
+        # the last round, whose run may have passed over the next round's records)
+        if any(progress.get(p) != o for p, o in starts.items()):
+            reader.commit(dlqs.redrive_group(group), starts)
     finally:
         reader.close()
-    if not ends and not follow:
+    todo = {p: end for p, end in ends.items() if starts[p] < end}
+    if not todo:
         click.echo(f"nothing to re-drive for {group} on {settings.dlq_topic}")
         return
-    _run(settings, bootstrap, group, wanted, purged, None if follow else ends)
+    if resuming:
+        click.echo(f"finishing the re-drive of {group} that was interrupted", err=True)
+    _run(settings, bootstrap, group, wanted, purged, todo)
 
 
 def _dry_run(
@@ -255,7 +266,7 @@ def _run(
     group: str,
     wanted: dlqs.Filter,
     purged: dict[int, int],
-    ends: dict[int, int] | None,
+    ends: dict[int, int],
 ) -> None:
     # Faust and the sinks are imported only when a re-drive really starts
     from clickfan.streams import faust_compat, redrive, runtime
@@ -264,14 +275,16 @@ def _run(
     faust_compat.read_any_header_keys()
     runtime.setup_logging(settings.worker_loglevel, settings.sink_log_interval_s)
     runtime.check_topics(bootstrap, settings.dlq_topic)
-    selection = redrive.Selection(wanted, purged)
-    worker = redrive.create_worker(settings, bootstrap, group, selection, ends)
+    selection = redrive.Selection(wanted, purged, ends)
+    worker = redrive.create_worker(settings, bootstrap, group, selection)
     try:
         worker.run()
     except SystemExit as exc:
         if exc.code not in (None, 0):
             raise
-    failed = 0 if worker.dead_letters is None else worker.dead_letters.sent
+    letters = worker.dead_letters
+    # found on the DLQ already: failed again in a run killed before it committed
+    failed = 0 if letters is None else letters.sent + letters.not_again
     click.echo(
         f"re-drove {selection.redriven - failed} dead letters of {group}, {failed} failed "
         f"again (dead-lettered again, attempt raised), {selection.skipped} skipped (other "

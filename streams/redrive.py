@@ -16,6 +16,13 @@ topic, so re-driven files are ``<dlq topic>+<p>+<first>+<last>.jsonl``: they nev
 collide with the archive of click-logs, and each DLQ offset is archived once.
 A record refused again is dead-lettered again as the group's, with its original
 source headers and clickfan.dlq.attempt raised by one.
+
+A re-drive is a round: it ends at the DLQ's end as of the round's start (committed as
+the consumer group ``<group>.redrive-round``). A run killed half-way and started again
+finishes the same round, so the dead letters the first run wrote again (past that end)
+are not retried in it, and the DLQ ends as an uninterrupted run would leave it; the
+next round starts at this one's end and retries them. Records past the end that a
+run fetched anyway are never handed to the sink.
 """
 
 from __future__ import annotations
@@ -43,12 +50,15 @@ class Selection:
 
     wanted: dlqs.Filter
     purged: dict[int, int]  # partition -> the group's purge position
+    ends: dict[int, int]  # partition -> where the round ends
     redriven: int = 0
     skipped: int = 0  # other groups', other reasons, before --since, purged
     malformed: int = 0  # headers missing or malformed: never re-driven
     seen: dict[int, int] = field(default_factory=dict)  # partition -> next offset
 
     def __call__(self, record: SinkRecord) -> bool:
+        if record.offset >= self.ends.get(record.partition, 0):
+            return False  # the next round's (the next round starts at this one's end)
         self.seen[record.partition] = record.offset + 1
         letter = dlqs.judge(
             record.partition,
@@ -73,13 +83,9 @@ def create_worker(
     bootstrap_servers: str,
     group: str,
     selection: Selection,
-    ends: dict[int, int] | None,
 ) -> runtime.Worker:
-    """The re-drive of ``group`` (settings.es_group or settings.hdfs_group).
-
-    ``ends``: partition -> offset; the worker stops by itself once it has handed the
-    sink everything before these (None: it follows the DLQ until stopped).
-    """
+    """The re-drive of ``group`` (settings.es_group or settings.hdfs_group); it stops by
+    itself once it has handed the sink everything before the round's end."""
     if group == settings.es_group:
 
         def make_sink(dead_letter: DeadLetterFn, abort: asyncio.Event) -> Sink:
@@ -105,13 +111,12 @@ def create_worker(
         tick_s=tick_s,
         redrive=runtime.Redrive(group, selection),
     )
-    if ends is not None:
 
-        async def stop_at_end() -> None:
-            while any(selection.seen.get(p, -1) < end for p, end in ends.items()):
-                await asyncio.sleep(_DONE_CHECK_S)
-            log.info("read up to the dead-letter topic's end as of the start: stopping")
-            worker.stop()
+    async def stop_at_end() -> None:
+        while any(selection.seen.get(p, -1) < end for p, end in selection.ends.items()):
+            await asyncio.sleep(_DONE_CHECK_S)
+        log.info("read up to the end of the round: stopping")
+        worker.stop()
 
-        worker.app.task(worker.guard("watching for the end", stop_at_end))
+    worker.app.task(worker.guard("watching for the end", stop_at_end))
     return worker
