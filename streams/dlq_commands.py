@@ -282,6 +282,18 @@ def _run(
     except SystemExit as exc:
         if exc.code not in (None, 0):
             raise
+    reader = dlqs.DlqReader(bootstrap, settings.dlq_topic)
+    try:
+        progress = reader.committed(dlqs.redrive_group(group), sorted(ends))
+    finally:
+        reader.close()
+    left = sum(end - progress.get(p, 0) for p, end in ends.items() if progress.get(p, 0) < end)
+    if left:
+        raise ClickfanError(
+            f"the re-drive of {group} stopped with up to {left} records of its round not "
+            "committed (was the sink down?); run it again to finish the round",
+            exit_code=1,
+        )
     letters = worker.dead_letters
     # found on the DLQ already: failed again in a run killed before it committed
     failed = 0 if letters is None else letters.sent + letters.not_again
