@@ -115,7 +115,10 @@ def create_worker(
     async def stop_at_end() -> None:
         while any(selection.seen.get(p, -1) < end for p, end in selection.ends.items()):
             await asyncio.sleep(_DONE_CHECK_S)
-        log.info("read up to the end of the round: stopping")
+        log.info("read up to the end of the round: making the rest durable, then stopping")
+        # no time limit (the stop's own drain has one): a sink that is down is waited
+        # for, retrying, as the workers do
+        await worker.pipeline.drain()
         worker.stop()
 
     worker.app.task(worker.guard("watching for the end", stop_at_end))

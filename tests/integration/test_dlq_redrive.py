@@ -40,10 +40,16 @@ def _count(summary: dict, group: str) -> int:
 
 
 def _redrive_killed_half_way(
-    stack: Settings, names: Names, env: dict[str, str], group: str, log: Path
+    stack: Settings,
+    names: Names,
+    env: dict[str, str],
+    group: str,
+    log: Path,
+    past: dict[int, int] | None = None,
 ) -> tuple[bool, str]:
-    """Start a re-drive, kill -9 it once it committed some of the DLQ, run it again to
-    its end: (whether the kill landed before the end, the second run's output)."""
+    """Start a re-drive, kill -9 it once it committed some of the DLQ past ``past``
+    (partition -> offset), run it again to its end: (whether the kill landed before the
+    end, the second run's output)."""
     ends = end_offsets(stack, names.dlq_topic, stack.partitions)
     with log.open("ab") as out:
         proc = subprocess.Popen(
@@ -56,10 +62,12 @@ def _redrive_killed_half_way(
     try:
         ps.wait_until(
             lambda: (
-                sum(
-                    committed(stack, f"{group}.redrive", names.dlq_topic, stack.partitions).values()
+                any(
+                    o > (past or {}).get(p, 0)
+                    for p, o in committed(
+                        stack, f"{group}.redrive", names.dlq_topic, stack.partitions
+                    ).items()
                 )
-                > 0
                 or proc.poll() is not None
             ),
             timeout=240,
@@ -190,6 +198,7 @@ def test_inspect_redrive_after_a_fix_and_purge(
         for r in ps.read_topic(stack, names.topic)
         if (r.partition, r.offset) in valid_at and r.value is not None
     ][:200]
+    before_injected = end_offsets(stack, names.dlq_topic, stack.partitions)
     _inject_hdfs_dead_letters(stack, names, injected)
     show = clickfan("dlq", "show", "--limit", "100000", env=env)
     assert show.returncode == 0, show.stderr
@@ -198,8 +207,9 @@ def test_inspect_redrive_after_a_fix_and_purge(
     dry = clickfan("dlq", "redrive", "--group", names.hdfs_group, "--dry-run", env=env)
     assert dry.returncode == 0 and f"would re-drive {bad + len(injected)}" in dry.stdout
 
+    # killed once some of the injected ones are archived
     half_way, out = _redrive_killed_half_way(
-        stack, names, env, names.hdfs_group, tmp_path / "hdfs.log"
+        stack, names, env, names.hdfs_group, tmp_path / "hdfs.log", before_injected
     )
     print(f"hdfs re-drive: killed half-way: {half_way}; then: {out.strip()}")
     assert half_way
