@@ -32,7 +32,7 @@ import logging
 from dataclasses import dataclass, field
 
 from clickfan.settings import Settings
-from clickfan.sinks.base import DeadLetterFn, Sink, SinkRecord
+from clickfan.sinks.base import Aborted, DeadLetterFn, Sink, SinkRecord
 from clickfan.sinks.elasticsearch_sink import ElasticsearchSink
 from clickfan.sinks.hdfs_sink import HdfsSink
 from clickfan.streams import configs, runtime
@@ -118,7 +118,10 @@ def create_worker(
         log.info("read up to the end of the round: making the rest durable, then stopping")
         # no time limit (the stop's own drain has one): a sink that is down is waited
         # for, retrying, as the workers do
-        await worker.pipeline.drain()
+        try:
+            await worker.pipeline.drain()
+        except Aborted:
+            return  # stopped meanwhile (a signal): what is not committed is read again
         worker.stop()
 
     worker.app.task(worker.guard("watching for the end", stop_at_end))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -231,3 +232,82 @@ def test_inspect_redrive_after_a_fix_and_purge(
     assert after[names.hdfs_group] == before[names.hdfs_group]
     nothing = clickfan("dlq", "redrive", "--group", names.es_group, env=env)
     assert nothing.returncode == 0 and "nothing to re-drive" in nothing.stdout
+
+
+def _retrying_after_assignment(text: str) -> bool:
+    """The re-drive has its partitions and says it retries the sink (holding them)."""
+    assigned = text.find("assigned partitions")
+    return assigned >= 0 and text.rfind("retrying with backoff") > assigned
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_redrive_into_a_sink_that_is_down_holds_then_finishes(
+    stack: Settings, names: Names, tmp_path: Path
+) -> None:
+    index = f"{names.index_prefix}-{DAY:%Y.%m.%d}"
+    with Elasticsearch(stack.es_url) as es:
+        es.indices.create(
+            index=index,
+            settings={"number_of_shards": 1, "number_of_replicas": 0},
+            mappings={"properties": {"city": {"type": "long"}}},
+        )
+    summary = ps.produce(stack, names, 60, start_time=DAY)
+    valid = {eid for eid, _, _ in ps.iter_valid(summary)}
+    env = ps.worker_env(stack, names)
+    worker = ps.WorkerProcess("es", env, tmp_path, "es-1")
+    worker.start()
+    try:
+        ps.wait_until(
+            lambda: ps.lag(stack, names.es_group, names.topic) == 0,
+            timeout=300,
+            what="the indexer to commit every offset",
+            describe=worker.tail,
+        )
+    finally:
+        worker.stop()
+    assert _summary(env)[names.es_group]["es_rejected"]["count"] == len(valid)
+    with Elasticsearch(stack.es_url) as es:
+        es.indices.delete(index=index)
+
+    # Elasticsearch unreachable (nothing listens on its port): the re-drive holds
+    log = tmp_path / "down.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [CLICKFAN, "dlq", "redrive", "--group", names.es_group],
+            env={**env, "CLICKFAN_ES_PORT": str(_free_port())},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        ps.wait_until(
+            lambda: _retrying_after_assignment(log.read_text()),
+            timeout=240,
+            what="the re-drive to say it retries indexing",
+            describe=log.read_text,
+        )
+        assert proc.poll() is None, log.read_text()
+        progress = committed(stack, f"{names.es_group}.redrive", names.dlq_topic, stack.partitions)
+        assert not any(progress.values()), "nothing is committed while the sink is down"
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    assert code == 1 and "run it again to finish the round" in log.read_text(), log.read_text()
+    assert not ps.es_ids(stack, names)
+
+    done = clickfan("dlq", "redrive", "--group", names.es_group, env=env, timeout=400)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"re-drove {len(valid)} dead letters" in done.stdout
+    assert set(ps.es_ids(stack, names)) == valid
+    assert (
+        "nothing to re-drive"
+        in clickfan("dlq", "redrive", "--group", names.es_group, env=env).stdout
+    )
