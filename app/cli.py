@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("clickfan.app.demo:demo", "The whole pipeline, live."),
     "dashboard": ("clickfan.app.dashboard.commands:dashboard", "Serve the live web page."),
     "soak": ("clickfan.experiments.soak:soak", "Traffic, hostile records and faults; count all."),
+    "dlq": ("clickfan.streams.dlq_commands:dlq", "Dead letters: list, show, re-drive, purge."),
 }
 
 

@@ -7,6 +7,11 @@ the spirit of Kafka Connect's ``__connect.errors.*``:
     clickfan.error.message      what exactly was wrong (cut to 1 KB)
     clickfan.source.topic / .partition / .offset / .timestamp
     clickfan.dlq.group          the consumer group (worker) that dead-lettered it
+    clickfan.dlq.attempt        1 for a first dead letter, raised by one each time a
+                                re-drive (`clickfan dlq redrive`) fails again
+    clickfan.redrive.topic / .partition / .offset
+                                on a dead letter a re-drive failed again: the DLQ
+                                record it re-drove (its source headers stay the original)
 
 Both groups read every record, and each dead-letters on its own: a worker
 never depends on the other group to account for a record it skipped, so one
@@ -55,21 +60,46 @@ SOURCE_PARTITION = "clickfan.source.partition"
 SOURCE_OFFSET = "clickfan.source.offset"
 SOURCE_TIMESTAMP = "clickfan.source.timestamp"
 GROUP = "clickfan.dlq.group"
+ATTEMPT = "clickfan.dlq.attempt"
+REDRIVE_TOPIC = "clickfan.redrive.topic"
+REDRIVE_PARTITION = "clickfan.redrive.partition"
+REDRIVE_OFFSET = "clickfan.redrive.offset"
+SOURCE_HEADERS = (SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET, SOURCE_TIMESTAMP)
 
 _MAX_MESSAGE = 1024
 
 
-def headers(rejection: Rejection, group: str) -> list[tuple[str, bytes]]:
+def attempt_of(headers: dict[str, bytes]) -> int:
+    """A dead letter's attempt count; 1 without the header (written before it existed)."""
+    try:
+        return max(1, int(headers.get(ATTEMPT, b"1")))
+    except ValueError:
+        return 1
+
+
+def headers(rejection: Rejection, group: str, redriving: bool = False) -> list[tuple[str, bytes]]:
+    """A dead letter's headers; ``redriving``: the record is itself a dead letter, re-driven
+    from the DLQ and refused again (its source headers and attempt count carry over)."""
     r = rejection.record
-    ours = [
-        (REASON, rejection.reason),
-        (MESSAGE, rejection.message[:_MAX_MESSAGE]),
-        (SOURCE_TOPIC, r.topic),
-        (SOURCE_PARTITION, str(r.partition)),
-        (SOURCE_OFFSET, str(r.offset)),
-        (SOURCE_TIMESTAMP, "" if r.timestamp_ms is None else str(r.timestamp_ms)),
-        (GROUP, group),
-    ]
+    ours = [(REASON, rejection.reason), (MESSAGE, rejection.message[:_MAX_MESSAGE])]
+    if redriving:
+        prior = dict(r.headers)
+        source = [(k, prior.get(k, b"").decode("utf-8", "replace")) for k in SOURCE_HEADERS]
+        attempt = attempt_of(prior) + 1
+        where = [
+            (REDRIVE_TOPIC, r.topic),
+            (REDRIVE_PARTITION, str(r.partition)),
+            (REDRIVE_OFFSET, str(r.offset)),
+        ]
+    else:
+        source = [
+            (SOURCE_TOPIC, r.topic),
+            (SOURCE_PARTITION, str(r.partition)),
+            (SOURCE_OFFSET, str(r.offset)),
+            (SOURCE_TIMESTAMP, "" if r.timestamp_ms is None else str(r.timestamp_ms)),
+        ]
+        attempt, where = 1, []
+    ours += source + [(GROUP, group), (ATTEMPT, str(attempt))] + where
     original = [(k, v) for k, v in r.headers if not k.startswith("clickfan.")]
     return original + [(k, v.encode("utf-8", "replace")) for k, v in ours]
 
@@ -107,8 +137,10 @@ class DeadLetterQueue:
         retry: RetryPolicy,
         abort: asyncio.Event,
         written: DeadLetterLog,
+        redriving: bool = False,
     ) -> None:
         self.topic_name = topic
+        self._redriving = redriving
         self._topic = app.topic(topic, key_serializer="raw", value_serializer="raw")
         self._group = group
         self._abort = abort
@@ -145,7 +177,7 @@ class DeadLetterQueue:
                 await self._topic.send(
                     key=r.record.key,
                     value=r.record.value,
-                    headers=headers(r, self._group),
+                    headers=headers(r, self._group, self._redriving),
                     partition=await self._written.partition_for(r.record.partition),
                 )
                 for r in pending
@@ -182,8 +214,22 @@ class DeadLetterLog:
     CHUNK = 2000  # records read per step backwards
     READ_TIMEOUT_S = 60.0
 
-    def __init__(self, bootstrap_servers: str, topic: str, group: str, source_topic: str) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        group: str,
+        source_topic: str,
+        redriving: bool = False,
+    ) -> None:
         self._topic = topic
+        # a re-drive's source is the DLQ itself: its records are found by where they
+        # were re-driven from (their source headers name the original record)
+        self._where = (
+            (REDRIVE_TOPIC, REDRIVE_PARTITION, REDRIVE_OFFSET)
+            if redriving
+            else (SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET)
+        )
         self._group = group.encode()
         self._source_topic = source_topic.encode()
         self._partitions: int | None = None
@@ -228,16 +274,17 @@ class DeadLetterLog:
         low, end = self._consumer.get_watermark_offsets(
             TopicPartition(self._topic, dlq_partition), timeout=30
         )
+        topic_key, partition_key, offset_key = self._where
         while end > low and settled != set(wanted):
             start = max(low, end - self.CHUNK)
             for headers in self._read(dlq_partition, start, end):
                 if headers.get(GROUP) != self._group:
                     continue
-                if headers.get(SOURCE_TOPIC) != self._source_topic:
+                if headers.get(topic_key) != self._source_topic:
                     continue
                 try:
-                    p = int(headers.get(SOURCE_PARTITION, b""))
-                    offset = int(headers.get(SOURCE_OFFSET, b""))
+                    p = int(headers.get(partition_key, b""))
+                    offset = int(headers.get(offset_key, b""))
                 except ValueError:
                     continue
                 if p not in wanted:

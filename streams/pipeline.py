@@ -28,13 +28,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import faust
 from faust.types import TP, EventT
 
-from clickfan.sinks.base import Aborted, Sink
+from clickfan.sinks.base import Aborted, Sink, SinkRecord
 from clickfan.streams import faust_compat
 from clickfan.streams.deadletter import DeadLetterQueue
 from clickfan.streams.records import to_sink_records
@@ -59,8 +59,10 @@ class SinkPipeline:
         max_event_bytes: int,
         log: logging.Logger,
         positions: Positions,
+        select: Callable[[SinkRecord], bool] | None = None,
     ) -> None:
         self._app = app
+        self._select = select  # see records.to_sink_records
         self._topic = topic
         self._sink = sink
         self._dlq = dead_letters
@@ -94,7 +96,7 @@ class SinkPipeline:
             current = await self._in_order(current)
             if not current:
                 return
-            records, rejections = to_sink_records(current, self._max_event_bytes)
+            records, rejections = to_sink_records(current, self._max_event_bytes, self._select)
             try:
                 if rejections:
                     await self._dlq.send(rejections)

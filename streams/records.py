@@ -8,7 +8,8 @@ agent and every partition behind it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from faust.types import EventT
 
@@ -77,19 +78,20 @@ def _timestamp_ms(timestamp: object) -> int | None:
 
 
 def to_sink_records(
-    events: Sequence[EventT], max_event_bytes: int
+    events: Sequence[EventT],
+    max_event_bytes: int,
+    select: Callable[[SinkRecord], bool] | None = None,
 ) -> tuple[list[SinkRecord], list[Rejection]]:
-    """Every event as a SinkRecord (``event`` None when invalid) and the invalid ones' reasons."""
+    """Every event as a SinkRecord (``event`` None when invalid) and the invalid ones' reasons.
+
+    ``select``: when given, a record it declines is passed on as handled (``event``
+    None, no rejection): a re-drive's way of leaving other groups' dead letters alone.
+    """
     records: list[SinkRecord] = []
     rejections: list[Rejection] = []
     for e in events:
         m = e.message
         value = _as_bytes(m.value)
-        try:
-            event = decode_event(value, max_event_bytes)
-            reason = None
-        except InvalidEvent as exc:
-            event, reason = None, exc
         record = SinkRecord(
             topic=m.topic,
             partition=m.partition,
@@ -98,9 +100,14 @@ def to_sink_records(
             value=value,
             timestamp_ms=_timestamp_ms(m.timestamp),
             headers=_headers(m.headers),
-            event=event,
+            event=None,
         )
+        if select is not None and not select(record):
+            records.append(record)
+            continue
+        try:
+            record = replace(record, event=decode_event(value, max_event_bytes))
+        except InvalidEvent as exc:
+            rejections.append(Rejection(record, exc.reason, "; ".join(exc.problems)))
         records.append(record)
-        if reason is not None:
-            rejections.append(Rejection(record, reason.reason, "; ".join(reason.problems)))
     return records, rejections

@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import NoReturn, ParamSpec
 
 import faust
@@ -35,7 +36,7 @@ from confluent_kafka.admin import AdminClient
 
 from clickfan.errors import ClickfanError
 from clickfan.settings import Settings
-from clickfan.sinks.base import Aborted, DeadLetterFn, Sink
+from clickfan.sinks.base import Aborted, DeadLetterFn, Sink, SinkRecord
 from clickfan.streams import configs, faust_compat
 from clickfan.streams.deadletter import DeadLetterLog, DeadLetterQueue
 from clickfan.streams.pipeline import SinkPipeline
@@ -45,6 +46,19 @@ P = ParamSpec("P")
 
 # Builds a worker's sink, given where its rejections go and its abort event.
 SinkFactory = Callable[[DeadLetterFn, asyncio.Event], Sink]
+
+
+@dataclass(frozen=True)
+class Redrive:
+    """A worker that reads the dead-letter topic back into ``group``'s sink.
+
+    Records ``select`` declines are passed over as handled (their offsets committed);
+    those refused again are dead-lettered again as ``group``'s, attempt count raised.
+    """
+
+    group: str
+    select: Callable[[SinkRecord], bool]
+
 
 # After a fatal error, how long the orderly stop may take beyond the flush timeout
 # before the process exits anyway (Faust's own stop can hang on a broken client).
@@ -139,10 +153,16 @@ class Worker:
     """One worker process: the App, its pipeline, and how it stops (cleanly or loudly)."""
 
     def __init__(
-        self, app: faust.App, pipeline: SinkPipeline, group: str, stop_timeout_s: float
+        self,
+        app: faust.App,
+        pipeline: SinkPipeline,
+        group: str,
+        stop_timeout_s: float,
+        dead_letters: DeadLetterQueue | None = None,
     ) -> None:
         self.app = app
         self.pipeline = pipeline
+        self.dead_letters = dead_letters
         self.group = group
         self.failure: BaseException | None = None
         self._stop_timeout_s = stop_timeout_s
@@ -186,6 +206,10 @@ class Worker:
         self.exit_deadline.start()
         if self._faust is not None:
             self._faust.shut_down(signal.SIGTERM)
+
+    def stop(self) -> None:
+        """Stop as on SIGTERM: flush and commit what the sink holds, then stop."""
+        self._on_stop_signal(signal.SIGTERM)
 
     def _on_stop_signal(self, sig: signal.Signals) -> None:
         assert self._faust is not None
@@ -233,24 +257,44 @@ def build(
     make_sink: SinkFactory,
     logger: logging.Logger,
     tick_s: float | None = None,
+    redrive: Redrive | None = None,
 ) -> Worker:
     """A worker of ``group`` that reads settings.topic into the sink ``make_sink`` builds.
 
     ``tick_s``: how often to flush what became due by time alone (e.g. a roll's
     age) when no records arrive; None for a sink that flushes per batch.
+    ``redrive``: read settings.dlq_topic instead, for the group it names.
     """
     app = make_app(settings, group, bootstrap_servers)
     abort = asyncio.Event()
-    written = DeadLetterLog(bootstrap_servers, settings.dlq_topic, group, settings.topic)
+    topic = settings.topic if redrive is None else settings.dlq_topic
+    dlq_group = group if redrive is None else redrive.group
+    written = DeadLetterLog(
+        bootstrap_servers, settings.dlq_topic, dlq_group, topic, redriving=redrive is not None
+    )
     dlq = DeadLetterQueue(
-        app, settings.dlq_topic, group, configs.retry_policy(settings), abort, written
+        app,
+        settings.dlq_topic,
+        dlq_group,
+        configs.retry_policy(settings),
+        abort,
+        written,
+        redriving=redrive is not None,
     )
     sink = make_sink(dlq.send, abort)
-    positions = BrokerPositions(bootstrap_servers, group, settings.topic)
+    positions = BrokerPositions(bootstrap_servers, group, topic)
     pipeline = SinkPipeline(
-        app, settings.topic, sink, dlq, abort, settings.max_event_bytes, logger, positions
+        app,
+        topic,
+        sink,
+        dlq,
+        abort,
+        settings.max_event_bytes,
+        logger,
+        positions,
+        select=None if redrive is None else redrive.select,
     )
-    worker = Worker(app, pipeline, group, settings.worker_stop_timeout_s)
+    worker = Worker(app, pipeline, group, settings.worker_stop_timeout_s, dlq)
     guard = worker.guard
 
     async def consume(stream: faust.StreamT) -> None:
@@ -260,9 +304,7 @@ def build(
 
     # concurrency 1: one batch at a time per process, in offset order per partition
     # (and faust-streaming #606: concurrency > 1 has committed past in-flight records)
-    app.agent(source_topic(app, settings.topic), concurrency=1, name=group)(
-        guard("the agent", consume)
-    )
+    app.agent(source_topic(app, topic), concurrency=1, name=group)(guard("the agent", consume))
 
     async def start_sink() -> None:
         try:
