@@ -50,6 +50,7 @@ from confluent_kafka import KafkaError as ConfluentKafkaError
 from clickfan.errors import ClickfanError
 from clickfan.sinks.base import Rejection
 from clickfan.sinks.retry import Retry, RetryPolicy
+from clickfan.streams.positions import ask_kafka
 
 log = logging.getLogger(__name__)
 
@@ -271,8 +272,11 @@ class DeadLetterLog:
         """
         found: dict[int, set[int]] = {p: set() for p in wanted}
         settled: set[int] = set()
-        low, end = self._consumer.get_watermark_offsets(
-            TopicPartition(self._topic, dlq_partition), timeout=30
+        low, end = ask_kafka(
+            f"cannot read the ends of {self._topic}[{dlq_partition}]",
+            lambda: self._consumer.get_watermark_offsets(
+                TopicPartition(self._topic, dlq_partition), timeout=30
+            ),
         )
         topic_key, partition_key, offset_key = self._where
         while end > low and settled != set(wanted):
@@ -309,7 +313,9 @@ class DeadLetterLog:
                 if message.error():
                     if message.error().code() == ConfluentKafkaError._PARTITION_EOF:
                         return out
-                    raise RuntimeError(f"reading {self._topic}: {message.error()}")
+                    if message.error().fatal():
+                        raise RuntimeError(f"reading {self._topic}: {message.error()}")
+                    continue  # a broker away for a moment: librdkafka goes on by itself
                 if message.offset() >= end:
                     return out
                 out.append(dict(message.headers() or []))

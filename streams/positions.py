@@ -9,8 +9,27 @@ the group's id, as `kafka-consumer-groups --describe` does, without joining the 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+T = TypeVar("T")
+PATIENCE_S = 60.0  # a broker restarting, a leader moving: ask again for this long
+
+
+def ask_kafka(what: str, question: Callable[[], T]) -> T:
+    """Ask again while the cluster answers with an error (a broker away, a leader moving);
+    after PATIENCE_S say what failed (the worker then exits loudly and is restarted)."""
+    deadline = time.monotonic() + PATIENCE_S
+    while True:
+        try:
+            return question()
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{what}: {exc.args[0].str()}") from None
+            time.sleep(0.5)
 
 
 class BrokerPositions:
@@ -49,7 +68,9 @@ class BrokerPositions:
                 if message.error():
                     if message.error().code() == KafkaError._PARTITION_EOF:
                         return None
-                    raise RuntimeError(f"reading {self._topic}[{partition}]: {message.error()}")
+                    if message.error().fatal():
+                        raise RuntimeError(f"reading {self._topic}[{partition}]: {message.error()}")
+                    continue  # a broker away for a moment: librdkafka goes on by itself
                 return message.offset()
             raise RuntimeError(f"no answer reading {self._topic}[{partition}] at {offset}")
         finally:
@@ -57,19 +78,23 @@ class BrokerPositions:
 
     def _starting(self, partitions: set[int]) -> dict[int, int]:
         tps = [TopicPartition(self._topic, p) for p in sorted(partitions)]
-        try:
-            committed = {tp.partition: tp.offset for tp in self._consumer.committed(tps, 30)}
-        except KafkaException as exc:
-            raise RuntimeError(
-                f"cannot read the committed offsets of {self._topic}: {exc.args[0].str()}"
-            ) from None
+        committed = {
+            tp.partition: tp.offset
+            for tp in ask_kafka(
+                f"cannot read the committed offsets of {self._topic}",
+                lambda: self._consumer.committed(tps, 30),
+            )
+        }
         positions = {}
         for p in sorted(partitions):
             if committed.get(p, -1) >= 0:
                 positions[p] = committed[p]
             else:  # nothing committed yet: the group reads from the log start (earliest)
-                low, _ = self._consumer.get_watermark_offsets(
-                    TopicPartition(self._topic, p), timeout=30
+                low, _ = ask_kafka(
+                    f"cannot read where {self._topic}[{p}] starts",
+                    lambda p=p: self._consumer.get_watermark_offsets(
+                        TopicPartition(self._topic, p), timeout=30
+                    ),
                 )
                 positions[p] = low
         return positions
