@@ -74,7 +74,11 @@ class DashboardProcess:
             # dashboard not stop them in time, they must not outlive the test
             children: list[psutil.Process] = []
             with contextlib.suppress(psutil.Error):
-                children = psutil.Process(self.proc.pid).children(recursive=True)
+                children = [
+                    c
+                    for c in psutil.Process(self.proc.pid).children(recursive=True)
+                    if _is_app_process(c)
+                ]
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=60)
@@ -84,6 +88,15 @@ class DashboardProcess:
             for child in children:
                 with contextlib.suppress(psutil.Error):
                     child.kill()
+
+
+def _is_app_process(proc: psutil.Process) -> bool:
+    """A worker or producer the dashboard runs; not a service it started from the page
+    (Elasticsearch started again by the test is its child too, and must live on)."""
+    with contextlib.suppress(psutil.Error):
+        argv = proc.cmdline()
+        return len(argv) > 2 and argv[1].endswith("clickfan") and argv[2] in ("worker", "produce")
+    return False
 
 
 def start_dashboard(
