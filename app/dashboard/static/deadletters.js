@@ -8,6 +8,7 @@ const TOKEN = document.querySelector('meta[name="clickfan-token"]').content;
 const $ = (sel) => document.querySelector(sel);
 const fmt = (n) => Number(n).toLocaleString("en");
 const time = (ms) => new Date(ms).toLocaleTimeString("en-GB");
+const fill = (el, ...children) => el.replaceChildren(...children.filter((c) => c)); // no "null"
 
 let counts = null;
 const finished = new Map(); // action log entry id -> the entry, once it is done
@@ -25,7 +26,7 @@ function renderCounts(c) {
           onclick: () => showLetters(group, reason) }, "show"))));
     }
   }
-  $("#deadletters > .body").replaceChildren(
+  fill($("#deadletters > .body"),
     h("div", {}, h("span.big", { id: "dlq-total" }, fmt(c.total)), ` dead letters on ${c.topic}`,
       c.at ? h("span.muted", {}, ` · counted ${time(c.at)}`) : null),
     c.error ? h("div.errors", { id: "dlq-error" }, c.error) : null,
@@ -64,7 +65,7 @@ async function showLetters(group, reason, after) {
     box.replaceChildren(h("p.errors", { id: "dlq-letters-error" }, body.error));
     return;
   }
-  box.replaceChildren(
+  fill(box,
     h("h3", {}, `${group} · ${reason}: ${body.letters.length} shown${after ? " (a later page)" : ""}`),
     h("ol", {}, body.letters.map((l) => letterItem(counts?.topic ?? "DLQ", l))),
     body.next
