@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 MALFORMED = "(malformed headers)"  # summarize's group and reason for those without ours
 FULL_READ_S = 60.0
 MIN_PERIOD_S = 2.0
+STOP_WAIT_S = 10.0  # `clickfan demo` waits 15 s for the whole dashboard to stop
 PAGE = 20
 MAX_PAGE = 200
 VALUE_CHARS = 2000
@@ -224,9 +225,9 @@ class DeadLetters:
                 proc.send_signal(signal.SIGTERM)
         for proc in children:
             try:
-                proc.wait(timeout=60)
+                proc.wait(timeout=STOP_WAIT_S)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                proc.kill()  # safe: a re-drive resumes after a kill -9, nothing twice
 
     # -- show -------------------------------------------------------------------------
 

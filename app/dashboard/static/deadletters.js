@@ -17,8 +17,9 @@ const waiting = new Map(); // entry id -> resolve of a promise waiting for it
 function renderCounts(c) {
   counts = c;
   const rows = [];
-  for (const [group, reasons] of Object.entries(c.groups).sort()) {
-    for (const [reason, t] of Object.entries(reasons).sort()) {
+  const byName = ([a], [b]) => (a < b ? -1 : a > b ? 1 : 0);
+  for (const [group, reasons] of Object.entries(c.groups).sort(byName)) {
+    for (const [reason, t] of Object.entries(reasons).sort(byName)) {
       rows.push(h("tr", { "data-group": group, "data-reason": reason },
         h("td", {}, group), h("td", {}, reason), h("td.count", {}, fmt(t.count)),
         h("td", {}, t.oldest), h("td", {}, t.newest),
@@ -29,6 +30,8 @@ function renderCounts(c) {
   fill($("#deadletters > .body"),
     h("div", {}, h("span.big", { id: "dlq-total" }, fmt(c.total)), ` dead letters on ${c.topic}`,
       c.at ? h("span.muted", {}, ` · counted ${time(c.at)}`) : null),
+    h("div.muted", {}, "as `clickfan dlq` counts them: from each group's purge position on "
+      + "(the dead-letters box above counts every record on the topic)"),
     c.error ? h("div.errors", { id: "dlq-error" }, c.error) : null,
     rows.length
       ? h("table", { id: "dlq-table" },
