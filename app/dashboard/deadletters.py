@@ -276,8 +276,8 @@ class DeadLetters:
                     break
                 shown.append(letter_json(letter))
                 last = letter
-        except ClickfanError as exc:
-            raise Refused(str(exc), 503) from None
+        except (ClickfanError, KafkaException) as exc:
+            raise Refused(f"cannot read {s.dlq_topic}: {exc}", 503) from None
         finally:
             found.close()
         return {
