@@ -19,11 +19,11 @@ The columns, in this order (a batch engine sees the contract's own names):
   change with every producer;
 - ``kafka_topic``, ``kafka_partition``, ``kafka_offset``: where the record came
   from. Each row of a JSON Lines file only has its file name to tell, and a
-  batch job that compacts files loses names; the columns cost about one byte
-  per row (the topic and partition are one dictionary run per file, offsets
-  are delta-encoded) and make every row checkable and replayable by offset.
+  batch job that compacts files loses names; the columns cost well under a
+  byte per row (the topic and partition are constant per file, offsets are
+  delta-encoded) and make every row checkable and replayable by offset.
 
-Low-cardinality strings are dictionary-encoded (see DICTIONARY); the codec is
+Strings that repeat are dictionary-encoded (see DICTIONARY); the codec is
 zstd (measured against snappy: see docs/archive.md).
 """
 

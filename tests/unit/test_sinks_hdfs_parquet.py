@@ -19,7 +19,7 @@ from clickfan.sinks import hdfs_formats, hdfs_parquet
 from clickfan.sinks.hdfs_fence import TempFile, data_name, parse_temp
 from clickfan.sinks.hdfs_layout import FORMATS, ArchiveFile
 from clickfan.sinks.hdfs_roll import PendingRoll
-from clickfan.streams import commands
+from clickfan.streams import commands, configs
 from tests.event_strategies import BASE_EVENTS, edge_events
 
 PROPERTY = settings(
@@ -152,3 +152,9 @@ def test_the_setting_and_the_flag_offer_the_formats_the_sink_writes() -> None:
     )
     assert allowed.choices == FORMATS == commands._FORMATS
     assert Settings().hdfs_format == hdfs_formats.DEFAULT == "jsonl"
+
+
+def test_archivers_and_the_redrive_write_the_format_of_the_settings() -> None:
+    # streams.hdfs_archiver and streams.redrive both build their sink from configs.hdfs
+    for fmt in FORMATS:
+        assert configs.hdfs(Settings(hdfs_format=fmt)).format == fmt
