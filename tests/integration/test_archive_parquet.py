@@ -37,7 +37,7 @@ from clickfan.sinks.hdfs_fence import commit_name, data_name, partition_dir
 from clickfan.sinks.hdfs_layout import COMMITTED_DIR, Marker, bucket
 from clickfan.sinks.hdfs_roll import PendingRoll
 from tests.integration import pipeline_support as ps
-from tests.support import Names
+from tests.support import Names, clickfan
 
 PARQUET = ("--format", "parquet")
 JSONL = ("--format", "jsonl")
@@ -328,3 +328,44 @@ def test_leftovers_of_either_format_are_recovered_and_formats_can_be_switched(
     archived = set(_valid_records(stack, names.topic))
     assert not dlq & archived
     assert archived | dlq == {(p, o) for p, end in ends.items() for o in range(end)}
+
+
+def test_the_dlq_redrive_archives_in_the_chosen_format(stack: Settings, names: Names) -> None:
+    """`clickfan dlq redrive` of the archiver's dead letters writes Parquet when asked."""
+    ps.produce(stack, names, 120, seed=5)
+    events = _valid_records(stack, names.topic)
+    values = [encode_event(e) for _, e in sorted(events.items())]
+    producer = Producer({"bootstrap.servers": stack.bootstrap_servers, "acks": "all"})
+    for i, value in enumerate(values):
+        producer.produce(
+            names.dlq_topic,
+            value,
+            partition=i % stack.partitions,
+            headers=[
+                ("clickfan.error.reason", b"invalid_values"),
+                ("clickfan.error.message", b"a rule since relaxed"),
+                ("clickfan.source.topic", names.topic.encode()),
+                ("clickfan.source.partition", b"0"),
+                ("clickfan.source.offset", str(i).encode()),
+                ("clickfan.source.timestamp", b""),
+                ("clickfan.dlq.group", names.hdfs_group.encode()),
+                ("clickfan.dlq.attempt", b"1"),
+            ],
+        )
+    assert producer.flush(30) == 0
+    env = ps.worker_env(stack, names, hdfs_format="parquet")
+    done = clickfan("dlq", "redrive", "--group", names.hdfs_group, env=env, timeout=400)
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr[-3000:]}"
+
+    files = list(hdfs_read.read_archive(ps.hdfs_client(stack), names.hdfs_root, strict=True))
+    assert files and {f.name.topic for f in files} == {names.dlq_topic}
+    assert {f.name.format for f in files} == {"parquet"}
+    redriven = sorted(
+        (e for f in files for e in f.events), key=lambda e: (e["event_id"], e["event_time"])
+    )
+    assert redriven == sorted(events.values(), key=lambda e: (e["event_id"], e["event_time"]))
+    # each row says which DLQ record it came from
+    for f in files:
+        for event, offset in zip(f.events, f.offsets or [], strict=True):
+            assert values.index(encode_event(event)) % stack.partitions == f.name.partition
+            assert offset == values.index(encode_event(event)) // stack.partitions
