@@ -49,6 +49,7 @@ KAFKA_OFFSET = "kafka_offset"
 
 _TYPES: dict[type, pa.DataType] = {str: pa.string(), int: pa.int64(), bool: pa.bool_()}
 TIMESTAMP = pa.timestamp("us", tz="UTC")
+_FIELD_SET = frozenset(FIELD_NAMES)
 
 
 def _contract_field(name: str, kind: type, nullable: bool) -> pa.Field:
@@ -147,9 +148,6 @@ def encode_lines(topic: str, partition: int, offsets: list[int], lines: list[byt
     # orjson reads back exactly what encode_event wrote: valid events hold no value
     # (lone surrogate, NaN, integer beyond 64 bits) where the two could differ
     return encode(topic, partition, zip(offsets, map(orjson.loads, lines), strict=True))
-
-
-_FIELD_SET = frozenset(FIELD_NAMES)
 
 
 def decode(data: bytes) -> Iterator[tuple[tuple[str, int, int], dict[str, Any]]]:
