@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from typing import Any
 
 import click
@@ -45,7 +46,8 @@ def _help() -> str:
         "Questions:",
     ]
     for q in QUESTIONS.values():
-        lines.append(f"  {q.name}: {q.definition}")
+        lines.append(f"  {q.name}")
+        lines += textwrap.wrap(q.definition, 76, initial_indent="    ", subsequent_indent="    ")
     lines += [
         "",
         "Counted once per event id and UTC day (as the daily indices hold events); times are "
@@ -66,17 +68,26 @@ def _help() -> str:
 class Run:
     """The engines one invocation uses; Spark is started once for every question."""
 
-    def __init__(self, settings: Settings, which: str, master: str, memory: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        which: str,
+        master: str = DEFAULT_MASTER,
+        memory: str = DEFAULT_DRIVER_MEMORY,
+        es: Any = None,
+        spark: Any = None,
+    ) -> None:
+        """Engines given here are used as they are (a test shares one Spark session)."""
         self.settings = settings
         self.which = which
         self.down: dict[str, str] = {}
-        self.es: Any = None
-        self.spark: Any = None
-        if which in ("es", "both"):
+        self.es: Any = es
+        self.spark: Any = spark
+        if which in ("es", "both") and es is None:
             from clickfan.analysis.es_engine import ElasticsearchEngine
 
             self.es = ElasticsearchEngine(settings)
-        if which in ("spark", "both"):
+        if which in ("spark", "both") and spark is None:
             from clickfan.analysis.spark_engine import SparkEngine
 
             self.spark = SparkEngine(settings, master=master, driver_memory=memory)

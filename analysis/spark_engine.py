@@ -42,8 +42,6 @@ DEFAULT_DRIVER_MEMORY = "512m"
 MIN_DRIVER_BYTES = 450 * 1024 * 1024
 JVM_OVERHEAD_BYTES = 200 * 1024 * 1024  # metaspace, threads, netty buffers beyond the heap
 
-_SPARK_TYPES = {str: "string", int: "bigint", bool: "boolean"}
-
 
 def contract_schema() -> Any:
     """The Spark schema of an archived JSON line: one column per field of the contract.
@@ -51,9 +49,10 @@ def contract_schema() -> Any:
     ``event_time`` stays the contract's RFC 3339 text and is parsed into a UTC
     timestamp by Spark (offsets such as +09:00 included).
     """
-    from pyspark.sql.types import StructType
+    from pyspark.sql.types import BooleanType, LongType, StringType, StructField, StructType
 
-    return StructType.fromDDL(", ".join(f"`{f.name}` {_SPARK_TYPES[f.type]}" for f in FIELDS))
+    types = {str: StringType(), int: LongType(), bool: BooleanType()}
+    return StructType([StructField(f.name, types[f.type], nullable=True) for f in FIELDS])
 
 
 def parse_memory(text: str) -> int:

@@ -7,13 +7,15 @@ One Spark session for the module: its start-up costs seconds on two busy cores.
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from clickfan.analysis.compare import read_lag
+from clickfan.analysis.commands import Run, answer_one
+from clickfan.analysis.compare import AGREE, BEHIND, read_lag
 from clickfan.analysis.es_engine import ElasticsearchEngine
 from clickfan.analysis.questions import QUESTIONS, TimeRange, reference, to_ms
 from clickfan.analysis.spark_engine import SparkEngine
@@ -34,41 +36,24 @@ def spark(stack: Settings) -> Iterator[SparkEngine]:
     engine.stop()
 
 
-def _seeded_run(stack: Settings, names: Names, tmp_path: Path) -> list[dict]:
-    env = ps.worker_env(stack, names)
-    workers = [
-        ps.WorkerProcess("es", env, tmp_path, "es"),
-        ps.WorkerProcess("hdfs", env, tmp_path, "hdfs"),
-    ]
-    for w in workers:
-        w.start()
-    try:
-        # unthrottled, event time runs at 1000 events/s: four batches 70 s apart give
-        # several minutes, two hours and two days
-        for batch in range(BATCHES):
-            start = START + timedelta(seconds=70 * batch)
-            ps.produce(stack, names, EVENTS // BATCHES, start_time=start, seed=1616 + batch)
-        ps.wait_until(
-            lambda: (
-                ps.lag(stack, names.es_group, names.topic) == 0
-                and ps.lag(stack, names.hdfs_group, names.topic) == 0
-            ),
-            timeout=300,
-            what="both groups to commit every offset",
-            describe=lambda: ps.logs(workers),
-        )
-    finally:
-        codes = [w.stop() for w in workers]
-    assert codes == [0, 0], ps.logs(workers)
-    return [json.loads(r.value) for r in ps.read_topic(stack, names.topic)]
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _caught_up(stack: Settings, group: str, topic: str, workers: list) -> None:
+    ps.wait_until(
+        lambda: ps.lag(stack, group, topic) == 0,
+        timeout=300,
+        what=f"{group} to commit every offset",
+        describe=lambda: ps.logs(workers),
+    )
 
 
 def test_every_question_same_answer_from_es_spark_and_the_events(
     stack: Settings, names: Names, tmp_path: Path, spark: SparkEngine
 ) -> None:
-    events = _seeded_run(stack, names, tmp_path)
-    minutes = sorted({e["event_time"][:16] for e in events})
-    assert len(minutes) >= 3, f"the seeded events span too few minutes: {minutes}"
     settings = stack.with_overrides(
         index_prefix=names.index_prefix,
         hdfs_root=names.hdfs_root,
@@ -76,11 +61,51 @@ def test_every_question_same_answer_from_es_spark_and_the_events(
         es_group=names.es_group,
         hdfs_group=names.hdfs_group,
     )
-    es = ElasticsearchEngine(settings)
     spark.root = names.hdfs_root
+    env = ps.worker_env(stack, names)
+    es_worker = ps.WorkerProcess("es", env, tmp_path, "es")
+    hdfs_worker = ps.WorkerProcess("hdfs", env, tmp_path, "hdfs")
+    workers = [es_worker, hdfs_worker]
+    try:
+        # only the archiver runs at first
+        hdfs_worker.start()
+        # unthrottled, event time runs at 1000 events/s: batches 70 s apart give several
+        # minutes, two hours and two days
+        for batch in range(BATCHES):
+            start = START + timedelta(seconds=70 * batch)
+            ps.produce(stack, names, EVENTS // BATCHES, start_time=start, seed=1616 + batch)
+        _caught_up(stack, names.hdfs_group, names.topic, workers)
+        events = [json.loads(r.value) for r in ps.read_topic(stack, names.topic)]
+        minute = QUESTIONS["events-per-minute"]
+        expected = reference(minute, events, TimeRange(), 5)
+
+        # the indexer has not started: the answers differ, and that is lag, not disagreement
+        run = Run(settings, "both", spark=spark)
+        behind = answer_one(run, minute, TimeRange(), 5)
+        assert behind["verdict"] == BEHIND, behind
+        assert behind["lag"]["groups"] == {names.es_group: EVENTS, names.hdfs_group: 0}
+        assert behind["engines"]["es"]["rows"] == []
+        spark_rows = [tuple(r.values()) for r in behind["engines"]["spark"]["rows"]]
+        assert spark_rows == expected.rows
+
+        # Elasticsearch unreachable: Spark answers alone, and says so
+        gone = Run(settings.with_overrides(es_port=_closed_port()), "both", spark=spark)
+        alone = answer_one(gone, minute, TimeRange(), 5)
+        assert alone["verdict"] == "only spark", alone
+        assert "Elasticsearch" in alone["engines"]["es"]["error"]
+        assert [tuple(r.values()) for r in alone["engines"]["spark"]["rows"]] == expected.rows
+
+        es_worker.start()
+        _caught_up(stack, names.es_group, names.topic, workers)
+    finally:
+        codes = [w.stop() for w in workers]
+    assert codes == [0, 0], ps.logs(workers)
+    assert len(events) == EVENTS
+    minutes = sorted({e["event_time"][:16] for e in events})
+    assert len(minutes) >= 4 and len({m[:10] for m in minutes}) == 2, minutes
+    es = ElasticsearchEngine(settings)
     lag = read_lag(settings, names.topic, (names.es_group, names.hdfs_group))
     assert lag.caught_up, lag.describe()
-
     # the whole run, and a window that cuts minutes off both ends
     inner = TimeRange(
         to_ms(datetime.fromisoformat(minutes[1] + ":00+00:00")),
@@ -100,9 +125,12 @@ def test_every_question_same_answer_from_es_spark_and_the_events(
                     )
     assert not differences, "\n".join(differences)
 
+    # now both agree
+    agreed = answer_one(Run(settings, "both", spark=spark), QUESTIONS["funnel"], inner, 5)
+    assert agreed["verdict"] == AGREE, agreed
+
     # the command line says so too (ES side only: one Spark session per module)
-    env = names_env(names)
-    done = clickfan("analyze", "funnel", "--engine", "es", "--json", env=env)
+    done = clickfan("analyze", "funnel", "--engine", "es", "--json", env=names_env(names))
     assert done.returncode == 0, done.stderr
     printed = json.loads(done.stdout)
     rows = [[r["step"], r["sessions"]] for r in printed["engines"]["es"]["rows"]]
