@@ -22,9 +22,7 @@ from clickfan.analysis.questions import (
     QUESTIONS,
     EngineDown,
     TimeRange,
-    minute_of,
     reference,
-    to_ms,
 )
 from clickfan.analysis.rebuild import rebuild_index
 from clickfan.analysis.spark_engine import SparkEngine
@@ -262,7 +260,7 @@ engines (`--engine both`) and of plain Python over the events read back from Kaf
             sorted(set(verdicts)),
             all(v == AGREE for v in verdicts),
         )
-        self._plot(ctx, series, base)
+        self._plot(ctx, series)
 
     # ---------------------------------------------------------------- steps
     def _produce(self, ctx: Context, base: datetime, batches: range, per_batch: int) -> None:
@@ -351,27 +349,18 @@ engines (`--engine both`) and of plain Python over the events read back from Kaf
 
         return delete
 
-    def _plot(self, ctx: Context, series: dict[str, dict[str, int]], base: datetime) -> None:
-        start = to_ms(base)
-
-        def xy(per_minute: dict[str, int]) -> tuple[list[float], list[float]]:
-            points = sorted(
-                (
-                    (minute_of(to_ms(datetime.fromisoformat(m.replace("Z", "+00:00")))) - start)
-                    / 60_000,
-                    n,
-                )
-                for m, n in per_minute.items()
-            )
-            return [x for x, _ in points], [float(y) for _, y in points]
-
-        plots.lines(
+    def _plot(self, ctx: Context, series: dict[str, dict[str, int]]) -> None:
+        # every minute of the run, so that a minute one engine has not seen shows as 0
+        minutes = sorted({m for values in series.values() for m in values})
+        plots.bars(
             ctx.plot_path("events-per-minute.png", "events per minute from each engine"),
             "events per minute of event time, as each engine answered",
-            {label: xy(values) for label, values in series.items()},
-            xlabel=f"minutes of event time after {base:%H:%M} UTC",
+            [m[11:16] for m in minutes],
+            {label: [values.get(m, 0) for m in minutes] for label, values in series.items()},
+            xlabel="minute of event time (UTC)",
             ylabel="events",
         )
+        ctx.details["events_per_minute"] = series
 
 
 def _as_json(answer: Any) -> list[dict[str, Any]]:
