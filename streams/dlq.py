@@ -18,6 +18,7 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
@@ -355,13 +356,20 @@ class GroupViews:
 
 
 def read(
-    bootstrap_servers: str, topic: str, wanted: Filter, starts: dict[int, int] | None = None
+    bootstrap_servers: str,
+    topic: str,
+    wanted: Filter,
+    starts: dict[int, int] | None = None,
+    ends: dict[int, int] | None = None,
 ) -> Iterator[Letter]:
     """The letters that pass ``wanted`` and their group's purge position, up to the DLQ's end
-    as of now; ``starts`` (partition -> offset) to begin later than the log start."""
+    as of now; ``starts`` (partition -> offset) to begin later than the log start. ``ends``
+    is filled with where this read stops (partition -> offset), to read on from there."""
     reader = DlqReader(bootstrap_servers, topic)
     try:
         marks = reader.ends()
+        if ends is not None:
+            ends.update({p: end for p, (_, end) in marks.items()})
         views = GroupViews(reader, sorted(marks))
         begin = {p: max(low, (starts or {}).get(p, low)) for p, (low, _) in marks.items()}
         for letter in reader.letters(begin, {p: end for p, (_, end) in marks.items()}):
@@ -384,11 +392,29 @@ class Tally:
             self.newest_ms = ms if self.newest_ms is None else max(self.newest_ms, ms)
 
 
-def summarize(letters: Iterator[Letter]) -> dict[str, dict[str, Tally]]:
-    """group -> reason -> tally ("(malformed headers)" as both for the ones without)."""
-    out: dict[str, dict[str, Tally]] = {}
+def summarize(
+    letters: Iterator[Letter], into: dict[str, dict[str, Tally]] | None = None
+) -> dict[str, dict[str, Tally]]:
+    """group -> reason -> tally ("(malformed headers)" as both for the ones without);
+    ``into``: a summary to add the letters to (the dashboard reads only what is new)."""
+    out: dict[str, dict[str, Tally]] = {} if into is None else into
     for letter in letters:
         group = letter.group or "(malformed headers)"
         reason = letter.reason or "(malformed headers)"
         out.setdefault(group, {}).setdefault(reason, Tally()).add(letter.timestamp_ms)
     return out
+
+
+def summary_json(summary: dict[str, dict[str, Tally]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """`clickfan dlq --json` (and the dashboard's panel): group -> reason -> count, times."""
+    return {
+        g: {
+            r: {
+                "count": t.count,
+                "oldest": show_time(t.oldest_ms),
+                "newest": show_time(t.newest_ms),
+            }
+            for r, t in reasons.items()
+        }
+        for g, reasons in summary.items()
+    }

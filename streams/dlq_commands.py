@@ -98,22 +98,7 @@ def dlq(
     wanted = _filter(settings, group, reason, since, until)
     summary = dlqs.summarize(dlqs.read(bootstrap, settings.dlq_topic, wanted))
     if as_json:
-        click.echo(
-            json.dumps(
-                {
-                    g: {
-                        r: {
-                            "count": t.count,
-                            "oldest": dlqs.show_time(t.oldest_ms),
-                            "newest": dlqs.show_time(t.newest_ms),
-                        }
-                        for r, t in reasons.items()
-                    }
-                    for g, reasons in summary.items()
-                },
-                indent=2,
-            )
-        )
+        click.echo(json.dumps(dlqs.summary_json(summary), indent=2))
         return
     if not summary:
         click.echo(f"no dead letters on {settings.dlq_topic}" + _narrowed(wanted))

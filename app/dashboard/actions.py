@@ -75,6 +75,10 @@ class Entry:
         }
 
 
+# one kind of action: checks its parameters (Refused), then (title, what runs in a thread)
+Check = Callable[[dict[str, Any]], tuple[str, Callable[[Entry], None]]]
+
+
 class ActionLog:
     """Entries newest last; ``changed`` is called (from any thread) on every change."""
 
@@ -179,6 +183,8 @@ class Actions:
         self.brokers = [b.name for b in brokers]
         self.services = ["elasticsearch", "datanode", *self.brokers]
         self._offsets: GroupOffsets | None = None  # one admin client for every replay
+        # further kinds, each checked and run as those below (deadletters.py adds its own)
+        self.more: dict[str, Check] = {}
 
     def offsets(self) -> GroupOffsets:
         if self._offsets is None:
@@ -208,12 +214,13 @@ class Actions:
 
     def request(self, kind: str, params: dict[str, Any]) -> Entry:
         """Check one request and start it; Refused when it cannot run."""
-        checks: dict[str, Callable[[dict[str, Any]], tuple[str, Callable[[Entry], None]]]] = {
+        checks: dict[str, Check] = {
             "service": self._service,
             "worker": self._worker,
             "producer": self._producer,
             "replay": self._replay,
             "experiment": self._experiment,
+            **self.more,
         }
         if kind not in checks:
             raise Refused(f"unknown action {kind!r}; known: {', '.join(checks)}", 404)

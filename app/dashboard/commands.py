@@ -13,6 +13,7 @@ import click
 from aiohttp import web
 
 from clickfan.app.dashboard.actions import ActionLog, Actions, ManagedApps
+from clickfan.app.dashboard.deadletters import DeadLetters
 from clickfan.app.dashboard.readers import PipelineReader
 from clickfan.app.dashboard.server import CHART_LIBRARY, STATIC, Dashboard
 from clickfan.app.demo import AppProcess
@@ -58,6 +59,7 @@ async def _start(settings: Settings, apps: ManagedApps, host: str, port: int) ->
     reader = PipelineReader(settings, monitor, config.clusters[0].name)
     log = ActionLog()
     actions = Actions(settings, apps, log, lambda: local_stack(settings))
+    dead_letters = DeadLetters(settings, actions)
     dashboard = Dashboard(
         reader,
         actions,
@@ -69,6 +71,7 @@ async def _start(settings: Settings, apps: ManagedApps, host: str, port: int) ->
             "producer_rate": lambda: apps.rate,
             "services": lambda: _services(settings),
         },
+        parts=(dead_letters,),
     )
     runner = web.AppRunner(dashboard.app(), access_log=None)
     await runner.setup()

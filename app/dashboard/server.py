@@ -8,6 +8,8 @@ GET  /api/events          server-sent events: state (each reading), log (action 
 GET  /api/reports         experiment report folders; /api/reports/NAME renders one
 GET  /reports/NAME/FILE   a report's plots
 POST /api/actions/KIND    an action (service, worker, producer, replay, experiment)
+GET  /api/deadletters...  the dead letters' counts and letters (deadletters.py; their
+                          actions are dlq-redrive, dlq-purge, dlq-stop)
 
 Actions are refused unless the request comes from the loopback address, names
 this server in Host (no DNS rebinding), comes from this page's origin when the
@@ -26,7 +28,7 @@ import secrets
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from markdown_it import MarkdownIt
@@ -45,6 +47,12 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,200}")
 _PLOT_TYPES = {".png": "image/png", ".svg": "image/svg+xml", ".json": "application/json"}
 
 Reader = Any  # something with read() -> Reading
+
+
+class Part(Protocol):
+    """A panel with routes, startup and cleanup of its own (deadletters.DeadLetters)."""
+
+    def install(self, app: web.Application, dashboard: Dashboard) -> None: ...
 
 
 class Hub:
@@ -70,6 +78,7 @@ class Dashboard:
         interval_s: float,
         reports_dir: Path,
         extra: dict[str, Any] | None = None,
+        parts: tuple[Part, ...] = (),
     ) -> None:
         self.reader = reader
         self.actions = actions
@@ -77,6 +86,7 @@ class Dashboard:
         self.interval_s = interval_s
         self.reports_dir = reports_dir
         self.extra = extra or {}  # read on each tick: processes, producer rate, services
+        self.parts = parts  # panels that bring their own routes (deadletters.DeadLetters)
         self.history = History(HISTORY_S, interval_s)
         self.hub = Hub()
         self.state: dict[str, Any] | None = None
@@ -276,6 +286,8 @@ class Dashboard:
         app.router.add_get("/api/reports", self.api_reports)
         app.router.add_get("/api/reports/{name}", self.api_report)
         app.router.add_get("/reports/{name}/{file}", self.report_file)
+        for part in self.parts:
+            part.install(app, self)
         app.router.add_static("/static", STATIC)
         app.on_startup.append(self.on_startup)
         app.on_cleanup.append(self.on_cleanup)

@@ -8,8 +8,9 @@ const fmt = (n) => (n === null || n === undefined ? "–" : Number(n).toLocaleSt
 const rate = (n) => (n === null || n === undefined ? "–" : `${Number(n).toFixed(0)}/s`);
 const time = (ms) => new Date(ms).toLocaleTimeString("en-GB");
 
-// h("div.a", {title: "x"}, child, "text") -> element; children may be arrays
-function h(tag, attrs = {}, ...children) {
+// h("div.a", {title: "x"}, child, "text") -> element; children may be arrays (text
+// children become text nodes, never markup)
+export function h(tag, attrs = {}, ...children) {
   const [name, ...classes] = tag.split(".");
   const el = document.createElement(name);
   if (classes.length) el.className = classes.join(" ");
@@ -268,6 +269,14 @@ async function showReport(name) {
 
 // ---------------------------------------------------------------- start
 
+// other modules' listeners for server-sent events (deadletters.js: "deadletters", "log")
+const serverEvents = [];
+let events = null;
+export function onServerEvent(name, handler) {
+  serverEvents.push([name, handler]);
+  if (events) events.addEventListener(name, (ev) => handler(JSON.parse(ev.data)));
+}
+
 const drawn = []; // milliseconds each of the last 60 renders took (shown in the header)
 function render(state) {
   const began = performance.now();
@@ -298,7 +307,10 @@ async function start() {
   });
   loadReports();
   const history = await (await fetch("/api/history")).json();
-  const events = new EventSource("/api/events");
+  events = new EventSource("/api/events");
+  for (const [name, handler] of serverEvents) {
+    events.addEventListener(name, (ev) => handler(JSON.parse(ev.data)));
+  }
   let first = true;
   events.addEventListener("state", (ev) => {
     const state = JSON.parse(ev.data);
