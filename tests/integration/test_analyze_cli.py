@@ -1,15 +1,20 @@
 """`clickfan analyze` as a user runs it: refusals, an engine whose service is down, and
-`all --engine both` agreeing on a seeded run (one Spark session: one command)."""
+`all --engine both` agreeing on a seeded run (one Spark session: one command); the
+dashboard's live panel serving the same answers."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 from pathlib import Path
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
 
 from clickfan.analysis.questions import ENGINES, QUESTIONS
+from clickfan.app.dashboard.analysis_panel import AnalysisPanel
 from clickfan.settings import Settings
 from tests.integration import pipeline_support as ps
 from tests.support import Names, clickfan, names_env
@@ -89,3 +94,23 @@ def test_hdfs_down_es_answers_alone_and_both_agree_once_caught_up(
     # the Spark start-up is one line on stderr, the JVM's own chatter goes to its log
     assert "Spark ready in" in done.stderr, done.stderr
     assert "WARN" not in done.stderr and "log4j" not in done.stderr, done.stderr
+
+    # the dashboard's panel serves the live answers of the last 15 minutes: these events
+    panel = AnalysisPanel(stack.with_overrides(index_prefix=names.index_prefix))
+    served = asyncio.run(_get_analysis(panel))
+    assert served["error"] is None, served
+    for r in results:
+        if r["question"] in ("top-pages", "top-referrers"):
+            expected = r["engines"]["es"]["rows"][:5]  # the panel shows the top 5
+        else:
+            expected = r["engines"]["es"]["rows"]
+        assert served["questions"][r["question"]] == expected, r["question"]
+
+
+async def _get_analysis(panel: AnalysisPanel) -> dict:
+    app = web.Application()
+    panel.install(app, dashboard=None)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/api/analysis")
+        assert response.status == 200
+        return await response.json()
