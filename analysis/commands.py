@@ -31,7 +31,7 @@ from clickfan.analysis.questions import (
     question,
     time_range,
 )
-from clickfan.analysis.spark_engine import DEFAULT_DRIVER_MEMORY, DEFAULT_MASTER
+from clickfan.analysis.spark_engine import DEFAULT_DRIVER_MEMORY, DEFAULT_MASTER, parse_memory
 from clickfan.settings import Settings
 
 ENGINE_LABEL = {"es": "Elasticsearch (live)", "spark": "Spark over HDFS (batch)"}
@@ -154,11 +154,14 @@ def _table(q: Question, rows: list[list[Any]] | list[dict[str, Any]], title: str
 def show(console: Console, result: dict[str, Any]) -> None:
     q = QUESTIONS[result["question"]]
     window = result["range"]
-    console.rule(f"{q.name}  {window['since'] or '-'} .. {window['until'] or '-'}")
+    if window["since"] is None and window["until"] is None:
+        console.rule(f"{q.name}, every event")
+    else:
+        console.rule(f"{q.name}, {window['since'] or '-'} .. {window['until'] or '-'}")
     engines = result["engines"]
     for name, e in engines.items():
         if "error" in e:
-            console.print(f"[red]{ENGINE_LABEL[name]}: no answer[/]: {e['error']}")
+            console.print(f"[red]{ENGINE_LABEL[name]}: no answer[/]: {e['error']}", soft_wrap=True)
     ok = {name: e for name, e in engines.items() if "error" not in e}
     verdict_ = result["verdict"]
     if verdict_ == AGREE:
@@ -182,7 +185,8 @@ def show(console: Console, result: dict[str, Any]) -> None:
     elif verdict_ in ("behind", "lag unknown"):
         console.print(
             f"[yellow]not comparable yet[/]: the answers differ while a group is behind "
-            f"({result['lag_text']}); ask again once both lags are 0 ({timing})"
+            f"({result['lag_text']}); ask again once both lags are 0 ({timing})",
+            soft_wrap=True,
         )
     elif verdict_.startswith("only "):
         console.print(f"[yellow]{ENGINE_LABEL[verdict_[5:]]} is the only one that answered[/]")
@@ -236,6 +240,10 @@ def analyze(
     if engine_name not in ENGINES:
         raise BadInput(f"unknown engine {engine_name!r}; choose one of: {', '.join(ENGINES)}")
     window = time_range(since, until)
+    try:
+        parse_memory(spark_memory)
+    except EngineDown as exc:
+        raise BadInput(str(exc)) from None
     settings = settings_module.load().with_overrides(
         index_prefix=index_prefix,
         hdfs_root=hdfs_root,
@@ -271,6 +279,8 @@ def analyze(
         for r in failed:
             if r["verdict"] == "no answer" and as_json:
                 for name, e in r["engines"].items():
-                    progress.print(f"clickfan: {ENGINE_LABEL[name]}: {e['error']}", style="red")
+                    progress.print(
+                        f"clickfan: {ENGINE_LABEL[name]}: {e['error']}", style="red", soft_wrap=True
+                    )
         sys.stdout.flush()
         raise SystemExit(1)

@@ -34,6 +34,7 @@ def _closed_port() -> int:
         (["funnel", "--since", "yesterday"], ["ISO 8601", "15m"]),
         (["funnel", "--until", "2025-13-01"], ["ISO 8601", "15m"]),
         (["funnel", "--since", "2025-02-01T00:00:00Z", "--until", "2025-01-01"], ["before"]),
+        (["funnel", "--engine", "spark", "--spark-memory", "lots"], ["512m", "1g"]),
     ],
 )
 def test_bad_input_exit_2_with_the_choices(args: list[str], names_in_message: list[str]) -> None:
