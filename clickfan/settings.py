@@ -224,6 +224,11 @@ class Settings:
     hdfs_group: str = _non_empty("hdfs-archiver")  # consumer group of `clickfan worker hdfs`
     index_prefix: str = "clicks"  # daily indices <prefix>-YYYY.MM.DD, template <prefix>
     hdfs_root: str = "/clicklogs"  # <root>/dt=YYYY-MM-DD/hour=HH/<topic>+<p>+<first>+<last>.jsonl
+    # the archive's file format. jsonl keeps each record's exact bytes (replayable into
+    # Kafka byte for byte, what every reader so far expects); parquet is typed and columnar
+    # for batch engines, about 10x smaller (docs/archive.md). The roll limits below apply
+    # to both.
+    hdfs_format: str = _choice("jsonl", "jsonl", "parquet")
     worker_batch_records: int = _range(
         1000, 1
     )  # records taken from the stream at once (= one ES bulk)

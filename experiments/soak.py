@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import posixpath
 import random
 import threading
 import time
@@ -534,26 +533,13 @@ def _es_ids(ctx: Context) -> Counter[str]:
 
 
 def _archived(ctx: Context) -> list[tuple[int, str]]:
-    """(partition of the file, event id) for each line of the archive (temp folders aside)."""
-    import json
+    """(partition of the file, event id) for each event of the archive (temp folders aside)."""
+    from clickfan.sinks.hdfs_read import iter_events
 
-    from clickfan.sinks.hdfs_layout import ArchiveFile
-
-    client = hdfs_client(ctx)
-    root = ctx.names.hdfs_root
-    lines: list[tuple[int, str]] = []
-    for folder, _, files in client.walk(root, ignore_missing=True):
-        if any(part.startswith("_") for part in posixpath.relpath(folder, root).split("/")):
-            continue
-        for name in files:
-            parsed = ArchiveFile.parse(name)
-            if parsed is None:
-                continue
-            with client.read(posixpath.join(folder, name), encoding="utf-8") as reader:
-                for line in reader:
-                    if line.strip():
-                        lines.append((parsed.partition, json.loads(line)["event_id"]))
-    return lines
+    return [
+        (a.partition, a.event["event_id"])
+        for a in iter_events(hdfs_client(ctx), ctx.names.hdfs_root)  # JSON Lines and Parquet
+    ]
 
 
 def _patiently(ctx: Context, what: str, read: Callable[[], T], timeout_s: float = 300) -> T:

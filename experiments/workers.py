@@ -175,30 +175,19 @@ def hdfs_cleanup(ctx: Context) -> None:
 
 def hdfs_archive(ctx: Context, root: str | None = None) -> dict[str, Any]:
     """What the archive holds: files (by name, outside _tmp) and the event ids in them."""
-    import json
-
     from hdfs.util import HdfsError
 
     from clickfan.sinks.hdfs_layout import ArchiveFile
+    from clickfan.sinks.hdfs_read import read_archive
 
     client = hdfs_client(ctx)
     root = root or ctx.names.hdfs_root
     files: list[ArchiveFile] = []
     event_ids: list[str] = []
     try:
-        walk = list(client.walk(root))
+        for f in read_archive(client, root):  # JSON Lines and Parquet alike
+            files.append(f.name)
+            event_ids.extend(e["event_id"] for e in f.events)
     except HdfsError:
         return {"files": [], "event_ids": []}
-    for folder, _dirs, names in walk:
-        if any(part.startswith("_") for part in folder[len(root) :].split("/")):
-            continue  # _tmp (not yet complete) and _committed (markers)
-        for name in names:
-            parsed = ArchiveFile.parse(name)
-            if parsed is None:
-                continue
-            files.append(parsed)
-            with client.read(f"{folder}/{name}", encoding="utf-8") as reader:
-                for line in reader:
-                    if line.strip():
-                        event_ids.append(json.loads(line)["event_id"])
     return {"files": files, "event_ids": event_ids}

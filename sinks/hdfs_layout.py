@@ -1,8 +1,10 @@
 """The HDFS archive's layout and its names (pure: no I/O).
 
-    <root>/dt=YYYY-MM-DD/hour=HH/<topic>+<partition>+<first>+<last>.jsonl
+    <root>/dt=YYYY-MM-DD/hour=HH/<topic>+<partition>+<first>+<last>.jsonl|.parquet
         archived events; first/last are the offsets of the file's own first and
-        last record (a file holds one partition's records of one event hour)
+        last record (a file holds one partition's records of one event hour);
+        the suffix says the format (an archive may hold both, e.g. after the
+        archiver was switched: nothing but the reader looks at it)
     <root>/_tmp/<topic>+<partition>/<owner>/...
         rolls being written by the partition's current owner, each file flat
         in the owner's folder (see sinks.hdfs_fence: the folder is the fence
@@ -30,7 +32,9 @@ from clickfan.events import event_time_utc
 
 TMP_DIR = "_tmp"
 COMMITTED_DIR = "_committed"
-SUFFIX = ".jsonl"
+# format -> file suffix; the first is the one of archives written before formats existed
+SUFFIXES = {"jsonl": ".jsonl", "parquet": ".parquet"}
+FORMATS = tuple(SUFFIXES)
 
 
 def bucket(event_time: str) -> str:
@@ -57,19 +61,21 @@ class ArchiveFile:
     partition: int
     first: int
     last: int
+    format: str = "jsonl"  # one of FORMATS
 
     @property
     def name(self) -> str:
-        return f"{self.topic}+{self.partition}+{self.first}+{self.last}{SUFFIX}"
+        return f"{self.topic}+{self.partition}+{self.first}+{self.last}{SUFFIXES[self.format]}"
 
     @classmethod
     def parse(cls, name: str) -> ArchiveFile | None:
-        if not name.endswith(SUFFIX):
-            return None
-        fields = _split(name[: -len(SUFFIX)], 4)
-        if fields is None:
-            return None
-        return cls(fields[0], int(fields[1]), int(fields[2]), int(fields[3]))
+        for format, suffix in SUFFIXES.items():
+            if name.endswith(suffix):
+                fields = _split(name[: -len(suffix)], 4)
+                if fields is None:
+                    return None
+                return cls(fields[0], int(fields[1]), int(fields[2]), int(fields[3]), format)
+        return None
 
 
 @dataclass(frozen=True, order=True)

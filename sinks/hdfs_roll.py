@@ -11,9 +11,11 @@ from clickfan.sinks.hdfs_layout import ArchiveFile
 class PendingFile:
     first: int
     last: int
-    lines: list[bytes] = field(default_factory=list)
+    lines: list[bytes] = field(default_factory=list)  # encode_event of each event
+    offsets: list[int] = field(default_factory=list)  # the offset of each line
 
     def data(self) -> bytes:
+        """The file as JSON Lines."""
         return b"".join(line + b"\n" for line in self.lines)
 
 
@@ -49,6 +51,7 @@ class PendingRoll:
             pending = self.files[bucket] = PendingFile(first=offset, last=offset)
         pending.last = offset
         pending.lines.append(line)
+        pending.offsets.append(offset)
         self.size += len(line) + 1
 
     def empty(self) -> bool:
@@ -63,9 +66,9 @@ class PendingRoll:
             or now - self.opened_at >= max_age_s
         )
 
-    def archive_files(self) -> list[tuple[str, ArchiveFile, PendingFile]]:
-        """(bucket, final name, contents) of each file of this roll."""
+    def archive_files(self, format: str = "jsonl") -> list[tuple[str, ArchiveFile, PendingFile]]:
+        """(bucket, final name in ``format``, contents) of each file of this roll."""
         return [
-            (bucket, ArchiveFile(self.topic, self.partition, f.first, f.last), f)
+            (bucket, ArchiveFile(self.topic, self.partition, f.first, f.last, format), f)
             for bucket, f in sorted(self.files.items())
         ]

@@ -1,4 +1,4 @@
-"""The HDFS sink: JSON Lines by event hour, every offset archived exactly once, one writer.
+"""The HDFS sink: JSON Lines or Parquet by event hour, every offset archived exactly once.
 
 Records of a partition are held in memory (bounded by the roll limits) as one
 pending roll: a contiguous offset range, one file per event hour. Rolling
@@ -33,6 +33,7 @@ from hdfs import HdfsError, InsecureClient
 from hdfs.client import _to_error
 
 from clickfan.events import encode_event
+from clickfan.sinks import hdfs_formats
 from clickfan.sinks.base import Sink, SinkRecord
 from clickfan.sinks.hdfs_fence import (
     TakeOverPlan,
@@ -69,6 +70,7 @@ class HdfsConfig:
     root: str  # the archive's folder
     roll: RollLimits
     request_timeout_s: float  # one WebHDFS call
+    format: str = hdfs_formats.DEFAULT  # of the files it writes; one of hdfs_layout.FORMATS
 
 
 class Fenced(Exception):
@@ -255,18 +257,23 @@ class HdfsSink(Sink):
         assert roll.start is not None and roll.end is not None
         start, end = roll.start, roll.end
         marker = self._path(COMMITTED_DIR, Marker(self._topic, roll.partition, end).name)
+        fmt = self._config.format
         files = [
             (data_name(start, end, folder, final.name), posixpath.join(folder, final.name), f)
-            for folder, final, f in roll.archive_files()
+            for folder, final, f in roll.archive_files(fmt)
         ]
+        # encoded once, off the event loop (a Parquet file of a big roll takes a while)
+        contents = await self._io(
+            lambda: [hdfs_formats.encode(fmt, self._topic, roll.partition, f) for *_, f in files]
+        )
 
         def write_and_commit() -> None:
             # After the marker exists the temp files must never be rewritten: a
             # kill -9 mid-rewrite would leave a committed roll with a partial file.
             if self._client.status(marker, strict=False) is not None:
                 return
-            for name, _, pending in files:
-                self._create(posixpath.join(state.owner, name), pending.data())
+            for (name, _, _), data in zip(files, contents, strict=True):
+                self._create(posixpath.join(state.owner, name), data)
             temp_marker = posixpath.join(state.owner, commit_name(start, end))
             self._create(temp_marker, b"")
             self._move(temp_marker, marker)  # the commit point, fenced by its source

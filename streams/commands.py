@@ -17,6 +17,9 @@ from clickfan.settings import Settings
 from clickfan.sinks import es_index
 
 _LOGLEVELS = ("debug", "info", "warning", "error")
+# the archive's formats (sinks.hdfs_layout.FORMATS, which the worker imports only when it
+# starts; a unit test keeps the three lists equal)
+_FORMATS = ("jsonl", "parquet")
 
 
 def _help(text: str, setting: str) -> str:
@@ -91,6 +94,16 @@ def es(
 @_common
 @click.option("--hdfs-root", help=_help("Archive folder in HDFS.", "hdfs_root"))
 @click.option(
+    "--format",
+    "hdfs_format",
+    type=click.Choice(_FORMATS),
+    help=_help(
+        "Archive file format: jsonl keeps each record's exact bytes, parquet is typed and "
+        "columnar for batch engines.",
+        "hdfs_format",
+    ),
+)
+@click.option(
     "--roll-records",
     type=click.IntRange(min=1),
     help=_help("Roll a partition's files at this many records.", "hdfs_roll_records"),
@@ -112,17 +125,19 @@ def hdfs(
     bootstrap_servers: str | None,
     loglevel: str | None,
     hdfs_root: str | None,
+    hdfs_format: str | None,
     roll_records: int | None,
     roll_bytes: int | None,
     roll_seconds: float | None,
 ) -> None:
-    """Archive click events to HDFS as JSON Lines (consumer group hdfs-archiver)."""
+    """Archive click events to HDFS as JSON Lines or Parquet (consumer group hdfs-archiver)."""
     settings = settings_module.load().with_overrides(
         topic=topic,
         dlq_topic=dlq_topic,
         hdfs_group=group,
         worker_loglevel=loglevel,
         hdfs_root=hdfs_root,
+        hdfs_format=hdfs_format,
         hdfs_roll_records=roll_records,
         hdfs_roll_bytes=roll_bytes,
         hdfs_roll_s=roll_seconds,

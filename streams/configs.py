@@ -43,4 +43,5 @@ def hdfs(settings: Settings) -> HdfsConfig:
             seconds=settings.hdfs_roll_s,
         ),
         request_timeout_s=settings.sink_request_timeout_s,
+        format=settings.hdfs_format,
     )

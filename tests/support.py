@@ -272,8 +272,11 @@ class WorkerProcess:
     the CLICKFAN_* path; experiments' Worker passes the same names as flags.
     """
 
-    def __init__(self, kind: str, env: dict[str, str], log_dir: Path, name: str) -> None:
+    def __init__(
+        self, kind: str, env: dict[str, str], log_dir: Path, name: str, args: tuple[str, ...] = ()
+    ) -> None:
         self.kind = kind
+        self.args = args  # flags after `clickfan worker KIND`
         self.env = env
         self.log_path = log_dir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -285,7 +288,7 @@ class WorkerProcess:
             log.write(f"\n=== start #{self.starts} ===\n".encode())
             log.flush()
             self.proc = subprocess.Popen(
-                [CLICKFAN, "worker", self.kind],
+                [CLICKFAN, "worker", self.kind, *self.args],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

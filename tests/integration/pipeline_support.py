@@ -7,20 +7,19 @@ tests keep importing everything from this module (`ps.lag`, `ps.WorkerProcess`).
 
 from __future__ import annotations
 
-import json
 import posixpath
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from elasticsearch import Elasticsearch, helpers
 from hdfs import InsecureClient
 
 from clickfan.generators.producer import ClickProducer, ProduceSummary
 from clickfan.settings import Settings
-from clickfan.sinks.hdfs_layout import COMMITTED_DIR, TMP_DIR, ArchiveFile, bucket
+from clickfan.sinks import hdfs_read
+from clickfan.sinks.hdfs_layout import TMP_DIR, bucket
+from clickfan.sinks.hdfs_read import ArchivedFile
 from tests.support import (
     CLICKFAN,
     Names,
@@ -137,37 +136,10 @@ def hdfs_client(settings: Settings) -> InsecureClient:
     return InsecureClient(settings.webhdfs_url, user=settings.hdfs_user)
 
 
-@dataclass(frozen=True)
-class ArchivedFile:
-    path: str
-    name: ArchiveFile
-    folder: str  # dt=.../hour=...
-    events: list[dict[str, Any]]
-
-
 def read_archive(settings: Settings, root: str) -> list[ArchivedFile]:
-    """Every archived file under ``root`` with its events (temp and marker folders aside)."""
-    client = hdfs_client(settings)
-    files: list[ArchivedFile] = []
-    for folder, _, names in client.walk(root, ignore_missing=True):
-        relative = posixpath.relpath(folder, root)
-        if relative.split("/")[0] in (TMP_DIR, COMMITTED_DIR) or relative == ".":
-            continue
-        for name in names:
-            path = posixpath.join(folder, name)
-            parsed = ArchiveFile.parse(name)
-            assert parsed is not None, f"unexpected file in the archive: {path}"
-            with client.read(path) as reader:
-                lines = reader.read().decode("utf-8").splitlines()
-            files.append(
-                ArchivedFile(
-                    path,
-                    parsed,
-                    posixpath.relpath(folder, root),
-                    [json.loads(line) for line in lines],
-                )
-            )
-    return files
+    """Every archived file under ``root``, either format, with its events (temp and marker
+    folders aside); any other file fails the test."""
+    return list(hdfs_read.read_archive(hdfs_client(settings), root, strict=True))
 
 
 def leftovers(settings: Settings, root: str) -> list[str]:
@@ -199,6 +171,8 @@ def check_archive(
             coords.append(offset)
             archived[(partition, offset)] += 1
         assert coords == sorted(coords), f"{f.path}: lines not in offset order"
+        if f.offsets is not None:  # Parquet: each row's own offset column
+            assert f.offsets == coords, f"{f.path}: rows say offsets {f.offsets[:5]}..."
         assert (coords[0], coords[-1]) == (f.name.first, f.name.last), (
             f"{f.path}: holds offsets {coords[0]}..{coords[-1]}"
         )
