@@ -238,12 +238,12 @@ engines (`--engine both`) and of plain Python over the events read back from Kaf
             began = time.monotonic()
             rebuilt = rebuild_index(self.settings, names.hdfs_root, rebuilt_prefix)
             ctx.details["rebuild_s"] = round(time.monotonic() - began, 2)
-        ctx.details["rebuild"] = {"files": rebuilt.files, "indices": rebuilt.indices}
+        ctx.details["rebuild"] = {"events": rebuilt.events, "indices": rebuilt.indices}
         ctx.check(
             "rebuilt index: documents from the archive",
             self.produced,
             rebuilt.events,
-            rebuilt.events == self.produced and rebuilt.invalid == 0,
+            rebuilt.events == self.produced,
         )
         rebuilt_engine = ElasticsearchEngine(self.settings, index_prefix=rebuilt_prefix)
         verdicts = []

@@ -18,6 +18,7 @@ from clickfan.analysis.commands import Run, answer_one
 from clickfan.analysis.compare import AGREE, BEHIND, read_lag
 from clickfan.analysis.es_engine import ElasticsearchEngine
 from clickfan.analysis.questions import QUESTIONS, TimeRange, reference, to_ms
+from clickfan.analysis.rebuild import rebuild_index
 from clickfan.analysis.spark_engine import SparkEngine
 from clickfan.settings import Settings
 from tests.integration import pipeline_support as ps
@@ -67,14 +68,25 @@ def test_every_question_same_answer_from_es_spark_and_the_events(
     hdfs_worker = ps.WorkerProcess("hdfs", env, tmp_path, "hdfs")
     workers = [es_worker, hdfs_worker]
     try:
-        # only the archiver runs at first
-        hdfs_worker.start()
-        # unthrottled, event time runs at 1000 events/s: batches 70 s apart give several
-        # minutes, two hours and two days
+        # only the archiver runs at first, writing JSON Lines for the first half and Parquet
+        # for the second: one archive, both formats in the same hour folders
         for batch in range(BATCHES):
+            if batch == BATCHES // 2:
+                _caught_up(stack, names.hdfs_group, names.topic, workers)
+                assert hdfs_worker.stop() == 0, ps.logs(workers)
+                hdfs_worker = ps.WorkerProcess(
+                    "hdfs", {**env, "CLICKFAN_HDFS_FORMAT": "parquet"}, tmp_path, "hdfs-parquet"
+                )
+                workers = [es_worker, hdfs_worker]
+            if not hdfs_worker.running:
+                hdfs_worker.start()
+            # unthrottled, event time runs at 1000 events/s: batches 70 s apart give
+            # several minutes, two hours and two days
             start = START + timedelta(seconds=70 * batch)
             ps.produce(stack, names, EVENTS // BATCHES, start_time=start, seed=1616 + batch)
         _caught_up(stack, names.hdfs_group, names.topic, workers)
+        formats = {f.path.rsplit(".", 1)[1] for f in ps.read_archive(stack, names.hdfs_root)}
+        assert formats == {"jsonl", "parquet"}, formats
         events = [json.loads(r.value) for r in ps.read_topic(stack, names.topic)]
         minute = QUESTIONS["events-per-minute"]
         expected = reference(minute, events, TimeRange(), 5)
@@ -135,3 +147,43 @@ def test_every_question_same_answer_from_es_spark_and_the_events(
     printed = json.loads(done.stdout)
     rows = [[r["step"], r["sessions"]] for r in printed["engines"]["es"]["rows"]]
     assert rows == [list(r) for r in reference(QUESTIONS["funnel"], events, TimeRange(), 5).rows]
+
+
+def test_rebuilt_index_from_a_mixed_archive_answers_as_the_events(
+    stack: Settings, names: Names, tmp_path: Path
+) -> None:
+    """JSON Lines and Parquet in one archive, bulk-indexed into a fresh prefix."""
+    env = ps.worker_env(stack, names)
+    first = ps.WorkerProcess("hdfs", env, tmp_path, "hdfs-jsonl")
+    second = ps.WorkerProcess("hdfs", {**env, "CLICKFAN_HDFS_FORMAT": "parquet"}, tmp_path, "pq")
+    try:
+        first.start()
+        ps.produce(stack, names, 600, seed=31)
+        _caught_up(stack, names.hdfs_group, names.topic, [first])
+        assert first.stop() == 0, first.tail()
+        second.start()
+        ps.produce(stack, names, 600, seed=32)
+        _caught_up(stack, names.hdfs_group, names.topic, [second])
+    finally:
+        codes = [w.stop() for w in (first, second)]
+    assert codes == [0, 0], ps.logs([first, second])
+    events = [json.loads(r.value) for r in ps.read_topic(stack, names.topic)]
+    # inside the test's own prefix (the fixture deletes <prefix>*), outside its daily pattern
+    rebuilt_prefix = f"{names.index_prefix}.rebuilt"
+    settings = stack.with_overrides(index_prefix=names.index_prefix)
+    try:
+        rebuilt = rebuild_index(settings, names.hdfs_root, rebuilt_prefix)
+        assert rebuilt.events == len(events) == 1200
+        es = ElasticsearchEngine(settings, index_prefix=rebuilt_prefix)
+        for q in QUESTIONS.values():
+            expected = reference(q, events, TimeRange(), 10)
+            assert es.answer(q, TimeRange(), 10).rows == expected.rows, q.name
+        # the run's own prefix does not count the rebuilt indices
+        assert ElasticsearchEngine(settings).answer(QUESTIONS["funnel"], TimeRange(), 10).notes
+        # and a prefix inside the old pattern is refused
+        with pytest.raises(ValueError, match="choose another prefix"):
+            rebuild_index(settings, names.hdfs_root, f"{names.index_prefix}-again")
+    finally:
+        ps.es_client(stack).options(ignore_status=404).indices.delete_index_template(
+            name=rebuilt_prefix
+        )
