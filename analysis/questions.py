@@ -6,7 +6,10 @@ of events, for tests) can be held to the same answer:
 
 - An event is counted once per document Elasticsearch would hold: one per
   event id and UTC day (the daily index); the archive holds one line per Kafka
-  offset, so the batch side drops repeats of an (event id, day).
+  offset, so the batch side drops repeats of an (event id, day). (A producer
+  that reuses an event id with other content on the same day makes the engines
+  keep different copies, Elasticsearch the last indexed, Spark any one: their
+  answers can then differ. Our producer never reuses ids.)
 - Times are event times, in UTC, to the millisecond (Elasticsearch's ``date``
   keeps milliseconds; finer digits are cut, rounding towards the past).
 - A time range is ``since <= event_time < until``.

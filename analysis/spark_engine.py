@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -109,10 +110,11 @@ class SparkEngine:
         return f"hdfs://{s.host}:{s.namenode_rpc_port}{self.root}"
 
     # ---------------------------------------------------------------- start, stop
-    def start(self, say: Any = print) -> None:
+    def start(self, say: Any = None) -> None:
         """Start the JVM (once); EngineDown with one line when it cannot."""
         if self.spark is not None:
             return
+        say = say or (lambda text: print(text, file=sys.stderr))
         wanted = parse_memory(self.driver_memory)
         if wanted < MIN_DRIVER_BYTES:
             raise EngineDown(
