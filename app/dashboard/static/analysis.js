@@ -12,8 +12,8 @@ function el(tag, text, attrs = {}) {
   return node;
 }
 
-function table(title, columns, rows) {
-  const box = el("div", null, { class: "analysis-part", "data-question": title });
+function table(question, title, columns, rows) {
+  const box = el("div", null, { class: "analysis-part", "data-question": question });
   box.append(el("h3", title));
   const t = el("table");
   const head = el("tr");
@@ -64,10 +64,13 @@ async function refresh() {
     if (data.error) parts.push(el("div", data.error, { class: "errors" }));
     const q = data.questions || {};
     if (q["events-per-minute"]) parts.push(minutes(q["events-per-minute"]));
-    if (q.funnel) parts.push(table("funnel (sessions)", ["step", "sessions"], q.funnel));
-    if (q["top-pages"]) parts.push(table("top pages", ["page_url", "events"], q["top-pages"]));
-    if (q["top-referrers"]) parts.push(table("top referrers", ["referrer", "events"], q["top-referrers"]));
-    if (q["sessions-per-country"]) parts.push(table("sessions per country", ["country", "sessions"], q["sessions-per-country"]));
+    const tables = [
+      ["funnel", "funnel (sessions)", ["step", "sessions"]],
+      ["top-pages", "top pages", ["page_url", "events"]],
+      ["top-referrers", "top referrers", ["referrer", "events"]],
+      ["sessions-per-country", "sessions per country", ["country", "sessions"]],
+    ];
+    for (const [name, title, columns] of tables) if (q[name]) parts.push(table(name, title, columns, q[name]));
     parts.push(el("div", `${data.index_prefix}-*, since ${data.range.since} · ${data.seconds} s`, { class: "muted" }));
     panel.replaceChildren(...parts);
   } catch (err) {
