@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dashboard": ("clickfan.app.dashboard.commands:dashboard", "Serve the live web page."),
     "soak": ("clickfan.experiments.soak:soak", "Traffic, hostile records and faults; count all."),
     "dlq": ("clickfan.streams.dlq_commands:dlq", "Dead letters: list, show, re-drive, purge."),
+    "analyze": ("clickfan.analysis.commands:analyze", "Ask Elasticsearch and Spark; compare."),
 }
 
 

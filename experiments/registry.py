@@ -17,6 +17,7 @@ _MODULES = {
     "acks": "Acks",
     "brokers": "Brokers",
     "partition": "Partition",
+    "analysis": "Analysis",
 }
 
 

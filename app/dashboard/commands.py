@@ -13,6 +13,7 @@ import click
 from aiohttp import web
 
 from clickfan.app.dashboard.actions import ActionLog, Actions, ManagedApps
+from clickfan.app.dashboard.analysis_panel import AnalysisPanel
 from clickfan.app.dashboard.deadletters import DeadLetters
 from clickfan.app.dashboard.readers import PipelineReader
 from clickfan.app.dashboard.server import CHART_LIBRARY, STATIC, Dashboard
@@ -71,7 +72,7 @@ async def _start(settings: Settings, apps: ManagedApps, host: str, port: int) ->
             "producer_rate": lambda: apps.rate,
             "services": lambda: _services(settings),
         },
-        parts=(dead_letters,),
+        parts=(dead_letters, AnalysisPanel(settings)),
     )
     runner = web.AppRunner(dashboard.app(), access_log=None)
     await runner.setup()

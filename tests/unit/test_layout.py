@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # the root folders that install as clickfan.<name>
-MAPPED = ("app", "compose", "generators", "streams", "sinks", "lagmon", "experiments")
+MAPPED = ("app", "compose", "generators", "streams", "sinks", "lagmon", "experiments", "analysis")
 SOURCES = [
     p
     for folder in ("clickfan", *MAPPED, "tests", "benchmarks")

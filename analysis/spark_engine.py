@@ -1,0 +1,334 @@
+"""The batch side: each question run by Apache Spark (PyPI's pyspark, local mode) over the archive.
+
+Spark reads ``hdfs://HOST:RPC_PORT/<root>`` directly: the JSON Lines files
+with an explicit schema derived from the event contract (no schema inference,
+no surprises from one odd line), and Parquet files where the archiver wrote
+them, unioned by column name. Partition discovery turns ``dt=``/``hour=``
+folders into columns (used to skip hours outside the time range), and Spark
+itself skips ``_tmp`` and ``_committed`` (names starting with ``_`` are hidden
+to Hadoop's readers).
+
+One :class:`SparkEngine` is one JVM: start-up costs seconds on two busy cores,
+so callers keep one and ask it every question. The JVM's own output goes to a
+log file; the console gets one line when it starts (or one line why not).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from clickfan.analysis.questions import (
+    FUNNEL_STEPS,
+    MAX_INDEXED_URL,
+    Answer,
+    EngineDown,
+    Question,
+    TimeRange,
+    finish,
+)
+from clickfan.events import FIELDS
+from clickfan.settings import Settings
+
+DEFAULT_MASTER = "local[2]"
+DEFAULT_DRIVER_MEMORY = "512m"
+# Spark refuses a driver heap below 1.5 x its 300 MB reserve
+MIN_DRIVER_BYTES = 450 * 1024 * 1024
+JVM_OVERHEAD_BYTES = 200 * 1024 * 1024  # metaspace, threads, netty buffers beyond the heap
+
+
+def contract_schema() -> Any:
+    """The Spark schema of an archived JSON line: one column per field of the contract.
+
+    ``event_time`` stays the contract's RFC 3339 text and is parsed into a UTC
+    timestamp by Spark (offsets such as +09:00 included).
+    """
+    from pyspark.sql.types import BooleanType, LongType, StringType, StructField, StructType
+
+    types = {str: StringType(), int: LongType(), bool: BooleanType()}
+    return StructType([StructField(f.name, types[f.type], nullable=True) for f in FIELDS])
+
+
+def parse_memory(text: str) -> int:
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    value = text.strip().lower()
+    try:
+        if value[-1:] in units:
+            return int(value[:-1]) * units[value[-1]]
+        return int(value)
+    except ValueError:
+        raise EngineDown(f"Spark memory {text!r}: expected a size such as 512m or 1g") from None
+
+
+def _java(settings: Settings) -> str | None:
+    home = settings.java_home or os.environ.get("JAVA_HOME", "")
+    if home and (Path(home) / "bin" / "java").exists():
+        return home
+    found = shutil.which("java")
+    return str(Path(found).resolve().parent.parent) if found else None
+
+
+def namenode_reachable(settings: Settings, timeout_s: float = 3.0) -> bool:
+    try:
+        with socket.create_connection((settings.host, settings.namenode_rpc_port), timeout_s):
+            return True
+    except OSError:
+        return False
+
+
+class SparkEngine:
+    """A local Spark session over the HDFS archive of ``hdfs_root``."""
+
+    name = "spark"
+
+    def __init__(
+        self,
+        settings: Settings,
+        hdfs_root: str | None = None,
+        master: str = DEFAULT_MASTER,
+        driver_memory: str = DEFAULT_DRIVER_MEMORY,
+        log_file: Path | None = None,
+    ) -> None:
+        self.settings = settings
+        self.root = (hdfs_root or settings.hdfs_root).rstrip("/") or "/"
+        self.master = master
+        self.driver_memory = driver_memory
+        self.log_file = log_file or settings.home / "logs" / "spark-analyze.log"
+        self.spark: Any = None
+        self.startup_s: float | None = None
+
+    @property
+    def url(self) -> str:
+        s = self.settings
+        return f"hdfs://{s.host}:{s.namenode_rpc_port}{self.root}"
+
+    # ---------------------------------------------------------------- start, stop
+    def start(self, say: Any = None) -> None:
+        """Start the JVM (once); EngineDown with one line when it cannot."""
+        if self.spark is not None:
+            return
+        say = say or (lambda text: print(text, file=sys.stderr))
+        wanted = parse_memory(self.driver_memory)
+        if wanted < MIN_DRIVER_BYTES:
+            raise EngineDown(
+                f"Spark cannot start: driver memory {self.driver_memory} is below the "
+                f"{MIN_DRIVER_BYTES >> 20}m Spark needs (--spark-memory)"
+            )
+        free = psutil.virtual_memory().available
+        if free < wanted + JVM_OVERHEAD_BYTES:
+            raise EngineDown(
+                f"Spark cannot start: {free >> 20} MiB of memory available, its driver needs "
+                f"about {(wanted + JVM_OVERHEAD_BYTES) >> 20} MiB "
+                f"(--spark-memory {self.driver_memory})"
+            )
+        java_home = _java(self.settings)
+        if java_home is None:
+            raise EngineDown(
+                "Spark cannot start: no Java found (set JAVA_HOME or CLICKFAN_JAVA_HOME, "
+                "or put Java 17+ on PATH)"
+            )
+        say(f"starting Spark ({self.master}, driver {self.driver_memory}) ...")
+        began = time.monotonic()
+        self.spark = self._launch(java_home)
+        self.startup_s = time.monotonic() - began
+        say(f"Spark ready in {self.startup_s:.1f} s (its log: {self.log_file})")
+
+    def _launch(self, java_home: str) -> Any:
+        from py4j.protocol import Py4JError
+        from pyspark import SparkConf, SparkContext
+        from pyspark.errors import PySparkException
+        from pyspark.java_gateway import launch_gateway
+        from pyspark.sql import SparkSession
+
+        os.environ["JAVA_HOME"] = java_home
+        # bind to loopback (and say nothing about the machine's name resolving to it)
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        conf = (
+            SparkConf()
+            .setMaster(self.master)
+            .setAppName("clickfan-analyze")
+            .set("spark.driver.memory", self.driver_memory)
+            .set("spark.ui.enabled", "false")
+            .set("spark.ui.showConsoleProgress", "false")
+            .set("spark.sql.session.timeZone", "UTC")
+            .set("spark.sql.shuffle.partitions", "4")  # a few thousand rows, two cores
+            # a NameNode that went away fails the query in seconds, not after minutes of retries
+            .set("spark.hadoop.ipc.client.connect.max.retries", "2")
+            .set("spark.hadoop.ipc.client.connect.max.retries.on.timeouts", "2")
+            .set("spark.hadoop.ipc.client.connect.timeout", "5000")
+            .set("spark.hadoop.dfs.client.use.datanode.hostname", "false")
+        )
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file, "ab") as log:
+            log.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} clickfan analyze\n".encode())
+            log.flush()
+            try:
+                gateway = launch_gateway(conf, popen_kwargs={"stdout": log, "stderr": log})
+                context = SparkContext(conf=conf, gateway=gateway)
+            except (PySparkException, Py4JError, OSError) as exc:
+                raise EngineDown(f"Spark cannot start: {self._why(exc)}") from None
+        context.setLogLevel("WARN")
+        return SparkSession(context)
+
+    def _why(self, exc: Exception) -> str:
+        """One line: the JVM's own reason when its log has one."""
+        try:
+            lines = self.log_file.read_text(errors="replace").splitlines()[-80:]
+        except OSError:
+            lines = []
+        for line in lines:
+            for marker in ("Exception:", "Error:", "error:"):
+                if marker in line and not line.lstrip().startswith("at "):
+                    return f"{line.strip()[:300]} (log: {self.log_file})"
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"{first[:300]} (log: {self.log_file})"
+
+    def stop(self) -> None:
+        if self.spark is not None:
+            self.spark.stop()
+            self.spark = None
+
+    def __enter__(self) -> SparkEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- the data
+    def _files(self) -> dict[str, bool]:
+        """Which formats the archive holds (outside folders starting with '_')."""
+        jvm = self.spark.sparkContext._jvm
+        hadoop_conf = self.spark.sparkContext._jsc.hadoopConfiguration()
+        root = jvm.org.apache.hadoop.fs.Path(self.url)
+        fs = root.getFileSystem(hadoop_conf)
+        if not fs.exists(root):
+            raise EngineDown(f"HDFS has no archive at {self.url}")
+        found = {}
+        for suffix in ("jsonl", "parquet"):
+            glob = jvm.org.apache.hadoop.fs.Path(f"{self.url}/dt=*/hour=*/*.{suffix}")
+            statuses = fs.globStatus(glob)
+            found[suffix] = statuses is not None and len(statuses) > 0
+        return found
+
+    def events(self, window: TimeRange) -> Any:
+        """The archive's events as one DataFrame: the columns the questions use, plus
+        ``ms`` (event time in epoch milliseconds, floored) and ``day`` (its UTC date)."""
+        from pyspark.sql import functions as F
+
+        found = self._files()
+        frames = []
+        if found["jsonl"]:
+            frames.append(
+                self.spark.read.schema(contract_schema())
+                .option("pathGlobFilter", "*.jsonl")
+                .option("mode", "FAILFAST")  # the archive holds valid events only
+                .json(self.url)
+            )
+        if found["parquet"]:
+            frames.append(self.spark.read.option("pathGlobFilter", "*.parquet").parquet(self.url))
+        if not frames:
+            return None
+        shaped = []
+        for frame in frames:
+            kind = dict(frame.dtypes).get("event_time", "string")
+            ts = F.col("event_time")
+            ts = ts.cast("timestamp") if kind == "string" else ts
+            shaped.append(
+                frame.select(
+                    "event_id",
+                    "session_id",
+                    "event_type",
+                    "page_url",
+                    "referrer",
+                    "country",
+                    F.floor(F.unix_micros(ts) / 1000).cast("bigint").alias("ms"),
+                    F.to_date(ts).alias("day"),
+                    F.col("dt").cast("date").alias("dt"),
+                )
+            )
+        df = shaped[0]
+        for other in shaped[1:]:
+            df = df.unionByName(other)
+        if window.since_ms is not None:
+            since_day = F.to_date(F.timestamp_millis(F.lit(window.since_ms)))
+            df = df.where((F.col("dt") >= since_day) & (F.col("ms") >= window.since_ms))
+        if window.until_ms is not None:
+            until_day = F.to_date(F.timestamp_millis(F.lit(window.until_ms)))
+            df = df.where((F.col("dt") <= until_day) & (F.col("ms") < window.until_ms))
+        # one per (event id, day), as the daily indices hold them
+        return df.dropDuplicates(["event_id", "day"])
+
+    # ---------------------------------------------------------------- questions
+    def answer(self, q: Question, window: TimeRange, limit: int) -> Answer:
+        if not namenode_reachable(self.settings):
+            raise EngineDown(
+                f"HDFS NameNode at {self.settings.host}:{self.settings.namenode_rpc_port} "
+                "is unreachable"
+            )
+        self.start()
+        from py4j.protocol import Py4JError
+        from pyspark.errors import PySparkException
+
+        began = time.monotonic()
+        try:
+            rows = self._rows(q, window, limit)
+        except (PySparkException, Py4JError) as exc:
+            first = str(exc).strip().splitlines()[0][:300]
+            raise EngineDown(f"Spark over {self.url}: {first}") from None
+        return Answer(q.name, self.name, rows, time.monotonic() - began)
+
+    def _rows(self, q: Question, window: TimeRange, limit: int) -> list[tuple[Any, ...]]:
+        from pyspark.sql import functions as F
+
+        df = self.events(window)
+        if df is None:
+            return finish(q, {}, limit)
+        if q.name == "events-per-minute":
+            minute = (F.col("ms") - F.pmod(F.col("ms"), F.lit(60_000))).alias("minute")
+            grouped = df.groupBy(minute, "event_type").count().collect()
+            return finish(q, {(r["minute"], r["event_type"]): r["count"] for r in grouped}, limit)
+        if q.name in ("top-pages", "top-referrers"):
+            field = "page_url" if q.name == "top-pages" else "referrer"
+            # Java's String.length(), as Elasticsearch's ignore_above measures it
+            units = F.octet_length(F.encode(F.col(field), "UTF-16LE")) / 2
+            grouped = (
+                df.where(F.col(field).isNotNull() & (units <= MAX_INDEXED_URL))
+                .groupBy(field)
+                .count()
+                .collect()
+            )
+            return finish(q, {r[field]: r["count"] for r in grouped}, limit)
+        if q.name == "sessions-per-country":
+            grouped = (
+                df.groupBy("country").agg(F.countDistinct("session_id").alias("sessions")).collect()
+            )
+            return finish(q, {r["country"]: r["sessions"] for r in grouped}, limit)
+        if q.name == "funnel":
+            view, click, buy = (F.col(step) for step in FUNNEL_STEPS)
+            firsts = (
+                df.where(F.col("event_type").isin(*FUNNEL_STEPS))
+                .groupBy("session_id")
+                .agg(
+                    *(
+                        F.min(F.when(F.col("event_type") == step, F.col("ms"))).alias(step)
+                        for step in FUNNEL_STEPS
+                    )
+                )
+            )
+            # the steps of questions.funnel_counts, summed in Spark (one row comes back)
+            clicked = view.isNotNull() & click.isNotNull() & (click >= view)
+            bought = clicked & buy.isNotNull() & (buy >= click)
+            total = firsts.agg(
+                F.count(view).alias("page_view"),
+                F.count(F.when(clicked, 1)).alias("click"),
+                F.count(F.when(bought, 1)).alias("purchase"),
+            ).collect()[0]
+            return finish(q, {step: total[step] for step in FUNNEL_STEPS}, limit)
+        raise ValueError(q.name)  # pragma: no cover - questions come from QUESTIONS
