@@ -15,6 +15,7 @@ prefix (the Elasticsearch sink checks it at start).
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import math
 import os
 import re
@@ -109,6 +110,59 @@ def _topic(default: str) -> Any:
     return _pattern(default, r"[A-Za-z0-9._-]{1,249}", "1 to 249 of a-z A-Z 0-9 . _ -")
 
 
+class Secret:
+    """A password, API key or token. Its value is shown by nothing (repr, str, logs,
+    `clickfan status`, reports): only :meth:`reveal` gives it, to the client that sends it.
+
+    Secrets come from a file (``CLICKFAN_<NAME>_FILE``) or the environment
+    (``CLICKFAN_<NAME>``), never from a command line, which every user of the
+    machine can read in the process list.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str = "") -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('****')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and hmac.compare_digest(
+            self._value.encode(), other._value.encode()
+        )
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _secret() -> Any:
+    return field(default_factory=Secret)
+
+
+def read_secret(value: Secret, file: str, variable: str) -> Secret:
+    """``value`` if given, else the first line of ``file`` (if named); SettingsError if unreadable."""
+    if value or not file:
+        return value
+    try:
+        text = Path(file).expanduser().read_text().strip()
+    except OSError as exc:
+        raise SettingsError(
+            f"{_var(variable + '_file')}={file!r}: cannot read it ({exc.strerror})"
+        ) from None
+    if not text:
+        raise SettingsError(f"{_var(variable + '_file')}={file!r}: the file is empty")
+    return Secret(text)
+
+
 def _default_home() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "clickfan"
@@ -145,6 +199,16 @@ class Settings:
     es_transport_port: int = _port(9300)
     es_heap: str = "512m"
     es_user: str = _non_empty("clickfan")  # Elasticsearch refuses to run as root
+    # Elasticsearch clusters we do not run (README "Your own clusters"): node URLs tried
+    # in turn, an API key (base64 "id:key", as Elasticsearch returns it as `encoded`) or a
+    # user and password, and the CA that signed the nodes' certificates
+    es_urls: str = ""  # comma-separated; empty: http://host:es_port (https when secure)
+    es_api_key: Secret = _secret()  # from CLICKFAN_ES_API_KEY ...
+    es_api_key_file: str = ""  # ... or the first line of this file
+    es_username: str = ""
+    es_password: Secret = _secret()  # CLICKFAN_ES_PASSWORD, or ...
+    es_password_file: str = ""
+    es_ca_cert: str = ""  # PEM; empty: the system's CAs (the local CA when secure)
 
     # HDFS: one NameNode, one DataNode
     namenode_rpc_port: int = _port(8020)
@@ -154,6 +218,10 @@ class Settings:
     datanode_ipc_port: int = _port(9867)
     hadoop_heap: str = "256m"
     hdfs_user: str = _non_empty("clickfan")
+    # NameNodes of an HA pair (or more) we do not run: tried in order, on to the next
+    # when one is down or standby (the hdfs package's failover)
+    webhdfs_urls: str = ""  # comma- or semicolon-separated; empty: http://host:namenode_http_port
+    webhdfs_ca_cert: str = ""  # PEM, for https:// NameNodes
 
     # topics
     topic: str = _topic("click-logs")
@@ -212,12 +280,21 @@ class Settings:
     lag_minimum_complete: float = _range(0.0, 0, 1)  # share of the window filled before evaluating
     lag_webhook_url: str = ""  # POST a notice on group status change; empty: log only
     lag_config: str = ""  # TOML file listing clusters; empty: the local stack only
+    # bound beyond loopback, every request must carry this token (Bearer, or Basic's password)
+    monitor_token: Secret = _secret()  # CLICKFAN_MONITOR_TOKEN, or ...
+    monitor_token_file: str = ""
+    monitor_tls_cert: str = ""  # PEM certificate (chain) and key: serve https
+    monitor_tls_key: str = ""
 
     # the live web page (`clickfan dashboard`, started by `clickfan demo` too)
     dashboard_host: str = _non_empty("127.0.0.1")
     dashboard_port: int = _port(8080)
     # between reads of the pipeline and pushes to the page
     dashboard_interval_s: float = _range(1.0, 0, above=True)
+    dashboard_token: Secret = _secret()  # as the monitor's
+    dashboard_token_file: str = ""
+    dashboard_tls_cert: str = ""
+    dashboard_tls_key: str = ""
 
     # pipeline: the two workers (streams/) and their sinks (sinks/)
     es_group: str = _non_empty("es-indexer")  # consumer group of `clickfan worker es`
@@ -269,12 +346,26 @@ class Settings:
         return ",".join(f"{self.host}:{port}" for port in self.kafka_ports)
 
     @property
+    def es_node_urls(self) -> tuple[str, ...]:
+        """Every Elasticsearch node to try, in order."""
+        given = tuple(u.strip().rstrip("/") for u in self.es_urls.split(",") if u.strip())
+        return given or (f"http://{self.host}:{self.es_port}",)
+
+    @property
     def es_url(self) -> str:
-        return f"http://{self.host}:{self.es_port}"
+        """The first node: where one address is shown (status, messages)."""
+        return self.es_node_urls[0]
+
+    @property
+    def webhdfs_node_urls(self) -> tuple[str, ...]:
+        """Every NameNode's HTTP(S) address, in failover order."""
+        raw = self.webhdfs_urls.replace(";", ",")
+        given = tuple(u.strip().rstrip("/") for u in raw.split(",") if u.strip())
+        return given or (f"http://{self.host}:{self.namenode_http_port}",)
 
     @property
     def webhdfs_url(self) -> str:
-        return f"http://{self.host}:{self.namenode_http_port}"
+        return self.webhdfs_node_urls[0]
 
     @property
     def data_dir(self) -> Path:
@@ -309,6 +400,8 @@ def _parse(raw: str, current: object, name: str, allowed: Allowed | None) -> obj
             return Path(raw).expanduser()
         if isinstance(current, tuple):
             return tuple(int(p) for p in raw.replace(" ", "").split(",") if p)
+        if isinstance(current, Secret):
+            return Secret(raw.strip())
     except ValueError as exc:
         wants = f"expected {allowed.describe(current)}" if allowed else str(exc)
         raise SettingsError(f"{_var(name)}={raw!r}: {wants}") from None
