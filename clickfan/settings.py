@@ -149,7 +149,7 @@ def _secret() -> Any:
 
 
 def read_secret(value: Secret, file: str, variable: str) -> Secret:
-    """``value`` if given, else the first line of ``file`` (if named); SettingsError if unreadable."""
+    """``value`` if given, else the first line of ``file`` (if named); SettingsError if not."""
     if value or not file:
         return value
     try:
