@@ -175,6 +175,14 @@ class Settings:
     cache_dir: str = ""  # downloaded server programs; empty: <home>/artifacts
     host: str = _non_empty("127.0.0.1")
 
+    # `clickfan up --secure`: SASL_SSL Kafka with ACLs, certificates from a local CA
+    # (compose/native/pki.py) under <home>/secure; the other services follow it
+    secure: bool = False
+    # a Kafka client-properties file (the Java clients' format) for every clickfan client;
+    # empty: plaintext to bootstrap_servers (or <home>/secure/clients/<user>.properties
+    # when the local stack runs secure)
+    kafka_config: str = ""
+
     # versions of the real services (resolved from Maven Central)
     kafka_version: str = "4.1.1"
     # 8.19 runs on the machine's Java 17, the same JVM as Kafka and Hadoop, and
@@ -372,6 +380,11 @@ class Settings:
         return self.home / "data"
 
     @property
+    def secure_marker(self) -> Path:
+        """Written by `clickfan up --secure`: this home's data belongs to the secure profile."""
+        return self.data_dir / "secure-profile"
+
+    @property
     def artifacts_dir(self) -> Path:
         return Path(self.cache_dir).expanduser() if self.cache_dir else self.home / "artifacts"
 
@@ -452,5 +465,8 @@ def load(environ: dict[str, str] | None = None) -> Settings:
             allowed = f.metadata.get("allowed")
             overrides[f.name] = _parse(value, getattr(base, f.name), f.name, allowed)
     settings = dataclasses.replace(base, **overrides)
+    if "secure" not in raw and settings.secure_marker.exists():
+        # brokers formatted with SCRAM users cannot be run or reached in plaintext
+        settings = dataclasses.replace(settings, secure=True)
     check(settings, raw)
     return settings

@@ -38,15 +38,26 @@ err = Console(stderr=True)
     is_flag=True,
     help="With --hosts: only the three brokers, no Elasticsearch or HDFS.",
 )
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="The secure profile: SASL_SSL Kafka with ACLs, TLS and credentials everywhere "
+    "(certificates and passwords under <home>/secure). Same as CLICKFAN_SECURE=1.",
+)
 def up(
     fresh: bool,
     extra_cluster: bool,
     with_: str | None,
     as_hosts: bool,
     kafka_only: bool,
+    secure: bool,
 ) -> None:
     """Start Kafka (3 brokers, KRaft), Elasticsearch and HDFS natively, and wait until healthy."""
     settings = load()
+    if secure:
+        settings = settings.with_overrides(secure=True)
+    if settings.secure and (as_hosts or extra_cluster):
+        raise click.UsageError("--secure does not go with --hosts or --extra-cluster yet")
     optional = stack.parse_with(with_) if with_ is not None else ()
     stack.check_installed(settings, optional)
     if kafka_only and not as_hosts:
