@@ -357,7 +357,8 @@ class Settings:
     def es_node_urls(self) -> tuple[str, ...]:
         """Every Elasticsearch node to try, in order."""
         given = tuple(u.strip().rstrip("/") for u in self.es_urls.split(",") if u.strip())
-        return given or (f"http://{self.host}:{self.es_port}",)
+        scheme = "https" if self.secure else "http"  # the secure profile's node speaks TLS only
+        return given or (f"{scheme}://{self.host}:{self.es_port}",)
 
     @property
     def es_url(self) -> str:

@@ -10,10 +10,12 @@ moment a client sends them; nothing here logs or formats them.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import socket
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -58,18 +60,54 @@ class WebHdfsConnection:
         return f"{';'.join(self.urls)} (user {self.user})"
 
 
+# The local secure profile (`clickfan up --secure`) keeps its Elasticsearch users'
+# passwords here, 0600: a superuser, and the indexer (clicks-* only).
+ES_ADMIN_USER = "admin"
+ES_INDEXER_USER = "es-indexer"
+
+
+def es_password_file_of(settings: Settings, user: str) -> Path:
+    return settings.home / "secure" / "elasticsearch" / f"{user}.password"
+
+
+def local_ca(settings: Settings) -> Path:
+    return settings.home / "secure" / "ca.pem"
+
+
+def _credentials_given(settings: Settings) -> bool:
+    return bool(
+        settings.es_api_key
+        or settings.es_api_key_file
+        or settings.es_username
+        or settings.es_password
+        or settings.es_password_file
+    )
+
+
 def elasticsearch_connection(
-    settings: Settings, timeout_s: float | None = None, api_key: Secret | None = None
+    settings: Settings, timeout_s: float | None = None, *, indexer: bool = False
 ) -> ElasticsearchConnection:
-    """The cluster of ``settings`` with its credentials (an API key wins over a password)."""
-    key = api_key if api_key is not None else _es_api_key(settings)
+    """The cluster of ``settings`` with its credentials (an API key wins over a password).
+
+    With none given and the local stack secure: its superuser, or with ``indexer`` the
+    indexer's own user, passwords from <home>/secure/elasticsearch.
+    """
+    if settings.secure and not _credentials_given(settings):
+        user = ES_INDEXER_USER if indexer else ES_ADMIN_USER
+        settings = dataclasses.replace(
+            settings,
+            es_username=user,
+            es_password_file=str(es_password_file_of(settings, user)),
+        )
+    key = _es_api_key(settings)
     password = Secret() if key else _es_password(settings)
+    ca = settings.es_ca_cert or (str(local_ca(settings)) if settings.secure else "")
     return ElasticsearchConnection(
         urls=settings.es_node_urls,
         api_key=key,
         username=settings.es_username if password else "",
         password=password,
-        ca_cert=settings.es_ca_cert,
+        ca_cert=ca,
         request_timeout_s=timeout_s or settings.sink_request_timeout_s,
     )
 
@@ -82,10 +120,21 @@ def _es_password(settings: Settings) -> Secret:
     return read_secret(settings.es_password, settings.es_password_file, "es_password")
 
 
-def webhdfs_connection(settings: Settings, timeout_s: float | None = None) -> WebHdfsConnection:
+# The archive folder's owner in the local secure profile (HDFS permissions on).
+HDFS_ARCHIVER_USER = "hdfs-archiver"
+
+
+def webhdfs_connection(
+    settings: Settings, timeout_s: float | None = None, *, archiver: bool = False
+) -> WebHdfsConnection:
+    """The NameNodes of ``settings``; with ``archiver`` on the local secure stack, as the
+    archive's owner (unless CLICKFAN_HDFS_USER names someone else)."""
+    user = settings.hdfs_user
+    if archiver and settings.secure and user == Settings().hdfs_user:
+        user = HDFS_ARCHIVER_USER
     return WebHdfsConnection(
         urls=settings.webhdfs_node_urls,
-        user=settings.hdfs_user,
+        user=user,
         ca_cert=settings.webhdfs_ca_cert,
         request_timeout_s=timeout_s or settings.sink_request_timeout_s,
     )
@@ -117,12 +166,24 @@ def async_elasticsearch_client(conn: ElasticsearchConnection, **extra: Any) -> A
     return AsyncElasticsearch(list(conn.urls), **{**_es_kwargs(conn), **extra})
 
 
+class _Session(requests.Session):
+    """A session whose CA is its own: requests lets REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE of the
+    environment override ``session.verify``, so the CA is passed with every request."""
+
+    def __init__(self, ca_cert: str) -> None:
+        super().__init__()
+        self.ca_cert = ca_cert
+
+    def request(self, method: str | bytes, url: str | bytes, **kwargs: Any) -> requests.Response:
+        if self.ca_cert:
+            kwargs.setdefault("verify", self.ca_cert)
+        return super().request(method, url, **kwargs)
+
+
 def webhdfs_client(conn: WebHdfsConnection) -> InsecureClient:
     """HdfsCLI's client over every NameNode: it moves to the next on a refused connection
     or a StandbyException, and keeps using the one that answered."""
-    session = requests.Session()
-    if conn.ca_cert:
-        session.verify = conn.ca_cert
+    session = _Session(conn.ca_cert)
     return InsecureClient(
         ";".join(conn.urls), user=conn.user, timeout=conn.request_timeout_s, session=session
     )
@@ -165,22 +226,18 @@ class HttpNodes:
 
 
 def elasticsearch_http(conn: ElasticsearchConnection) -> HttpNodes:
-    session = requests.Session()
+    session = _Session(conn.ca_cert)
     if conn.api_key:
         session.headers["Authorization"] = f"ApiKey {conn.api_key.reveal()}"
     elif conn.username:
         token = base64.b64encode(f"{conn.username}:{conn.password.reveal()}".encode()).decode()
         session.headers["Authorization"] = f"Basic {token}"
-    if conn.ca_cert:
-        session.verify = conn.ca_cert
     return HttpNodes(conn.urls, session)
 
 
 def webhdfs_http(conn: WebHdfsConnection) -> HttpNodes:
-    session = requests.Session()
+    session = _Session(conn.ca_cert)
     session.params = {"user.name": conn.user}
-    if conn.ca_cert:
-        session.verify = conn.ca_cert
     return HttpNodes(conn.urls, session)
 
 

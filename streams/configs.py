@@ -24,7 +24,7 @@ def retry_policy(settings: Settings) -> RetryPolicy:
 
 def elasticsearch(settings: Settings) -> ElasticsearchConfig:
     return ElasticsearchConfig(
-        connection=clients.elasticsearch_connection(settings),
+        connection=clients.elasticsearch_connection(settings, indexer=True),
         index_prefix=settings.index_prefix,
         bulk_bytes=settings.es_bulk_bytes,
         index_shards=settings.es_index_shards,
@@ -34,7 +34,7 @@ def elasticsearch(settings: Settings) -> ElasticsearchConfig:
 
 def hdfs(settings: Settings) -> HdfsConfig:
     return HdfsConfig(
-        connection=clients.webhdfs_connection(settings),
+        connection=clients.webhdfs_connection(settings, archiver=True),
         root=settings.hdfs_root,
         roll=RollLimits(
             records=settings.hdfs_roll_records,

@@ -178,6 +178,8 @@ def up(settings: Settings, console: Console, extra_cluster: bool = False) -> lis
             service.prepare(java)
             started[service.name] = process.start(service.launch_spec(java))
         _wait_healthy(settings, services, console)
+        for service in services:
+            service.after_healthy()
         _check_webhdfs(settings)
         ensure_topics(settings, console)
         if extra_cluster:
@@ -268,10 +270,11 @@ def log_tail(service: Service, lines: int) -> str:
 
 def _check_webhdfs(settings: Settings) -> None:
     """A real write and read through WebHDFS, as the sinks will do it."""
-    from hdfs import InsecureClient
     from hdfs.util import HdfsError
 
-    client = InsecureClient(settings.webhdfs_url, user=settings.hdfs_user, timeout=10)
+    from clickfan.sinks import clients
+
+    client = clients.webhdfs_client(clients.webhdfs_connection(settings, timeout_s=10))
     path = f"/tmp/clickfan-health/{uuid.uuid4().hex}"
     payload = b"clickfan health check"
     deadline = time.monotonic() + 30
@@ -441,6 +444,7 @@ def start_one(settings: Settings, name: str, console: Console) -> None:
             if time.monotonic() > deadline:
                 _fail(service, f"not healthy after {settings.start_timeout_s:.0f}s")
             time.sleep(POLL_S)
+        service.after_healthy()
     console.print(f"[green]{name} is up[/] (pid {pid}).")
 
 
