@@ -16,16 +16,17 @@ import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import elasticsearch as es_errors
 import requests
-from elasticsearch import AsyncElasticsearch, Elasticsearch
 from hdfs import HdfsError, InsecureClient
 
 from clickfan.errors import ClickfanError
 from clickfan.settings import Secret, Settings, read_secret
+
+if TYPE_CHECKING:  # imported where used: `clickfan status` and the like stay light
+    from elasticsearch import ApiError, AsyncElasticsearch, Elasticsearch
 
 ES_DEFAULT_TIMEOUT_S = 30.0
 
@@ -159,10 +160,14 @@ def _es_kwargs(conn: ElasticsearchConnection) -> dict[str, Any]:
 
 
 def elasticsearch_client(conn: ElasticsearchConnection, **extra: Any) -> Elasticsearch:
+    from elasticsearch import Elasticsearch
+
     return Elasticsearch(list(conn.urls), **{**_es_kwargs(conn), **extra})
 
 
 def async_elasticsearch_client(conn: ElasticsearchConnection, **extra: Any) -> AsyncElasticsearch:
+    from elasticsearch import AsyncElasticsearch
+
     return AsyncElasticsearch(list(conn.urls), **{**_es_kwargs(conn), **extra})
 
 
@@ -266,6 +271,8 @@ class Refused(ClickfanError):
 
 def refusal(exc: BaseException, system: str) -> Refused | None:
     """A one-line :class:`Refused` when ``exc`` is a refusal that no retry can fix, else None."""
+    import elasticsearch as es_errors
+
     if isinstance(exc, Refused):
         return exc
     if isinstance(exc, es_errors.AuthenticationException):
@@ -283,7 +290,7 @@ def refusal(exc: BaseException, system: str) -> Refused | None:
     return None
 
 
-def _es_reason(exc: es_errors.ApiError) -> str:
+def _es_reason(exc: ApiError) -> str:
     info = exc.info if isinstance(exc.info, dict) else {}
     error = info.get("error", {})
     reason = error.get("reason") if isinstance(error, dict) else None
