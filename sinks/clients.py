@@ -154,8 +154,8 @@ def _es_kwargs(conn: ElasticsearchConnection) -> dict[str, Any]:
         kwargs["api_key"] = conn.api_key.reveal()
     elif conn.username:
         kwargs["basic_auth"] = (conn.username, conn.password.reveal())
-    if conn.ca_cert:
-        kwargs["ca_certs"] = conn.ca_cert
+    if conn.ca_cert and any(u.startswith("https://") for u in conn.urls):
+        kwargs["ca_certs"] = conn.ca_cert  # the client refuses TLS options for http:// alone
     return kwargs
 
 
@@ -297,23 +297,27 @@ def _es_reason(exc: ApiError) -> str:
     return str(reason or exc.message)[:300]
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps (causes, contexts, the transport's ``errors``), bounded."""
+    seen: list[BaseException] = []
+    todo = [exc]
+    while todo and len(seen) < 12:
+        current = todo.pop(0)
+        if any(current is s for s in seen):
+            continue
+        seen.append(current)
+        todo += [e for e in (current.__cause__, current.__context__) if e is not None]
+        todo += [e for e in getattr(current, "errors", ()) if isinstance(e, BaseException)]
+        todo += [a for a in current.args if isinstance(a, BaseException)]
+    return seen
+
+
 def _is_tls_failure(exc: BaseException) -> bool:
-    seen: BaseException | None = exc
-    for _ in range(6):  # the cause chain of requests/urllib3 wrappers
-        if seen is None:
-            return False
-        if isinstance(seen, ssl.SSLError | requests.exceptions.SSLError):
-            return True
-        seen = seen.__cause__ or seen.__context__ or _first_arg_exception(seen)
-    return False
-
-
-def _first_arg_exception(exc: BaseException) -> BaseException | None:
-    return next((a for a in exc.args if isinstance(a, BaseException)), None)
+    return any(isinstance(e, ssl.SSLError | requests.exceptions.SSLError) for e in _chain(exc))
 
 
 def _tls_reason(exc: BaseException) -> str:
-    text = str(exc)
+    text = " ".join(str(e) for e in _chain(exc))
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
         why = text.split("certificate verify failed:", 1)[-1].split(")")[0].strip(" '\"")
         return (

@@ -41,6 +41,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="how the integration tests reach Kafka, Elasticsearch and HDFS",
     )
     parser.addoption(
+        "--secure-es-hdfs",
+        action="store_true",
+        help="also run tests/integration/test_secure_es_hdfs.py: it starts its own secure "
+        "Elasticsearch and HDFS (TLS, users, permissions) beside the stack, and stops them",
+    )
+    parser.addoption(
         "--keep-stack",
         action="store_true",
         help="leave a stack that this run started running afterwards",
