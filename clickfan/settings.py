@@ -446,6 +446,16 @@ def check(settings: Settings, raw: dict[str, str] | None = None) -> None:
             raise SettingsError(
                 f"{_var(small)}={a} must be {relation} {_var(large)}={b}: change one of them"
             )
+    for name, urls in (
+        ("es_urls", settings.es_node_urls),
+        ("webhdfs_urls", settings.webhdfs_node_urls),
+    ):
+        for url in urls:
+            if not re.fullmatch(r"https?://[^/@\s]+(/\S*)?", url):
+                raise SettingsError(
+                    f"{_var(name)}: {url.split('@')[-1]!r} is not an http(s)://host:port URL "
+                    "(credentials go in their own settings, never in a URL)"
+                )
     if len(settings.kafka_controller_ports) != len(settings.kafka_ports):
         raise SettingsError(
             f"{_var('kafka_controller_ports')} must list one port per broker of "

@@ -246,3 +246,10 @@ def test_clickfan_monitor_refuses_to_listen_beyond_loopback_without_a_token() ->
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "beyond 127.0.0.1" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("variable", ["CLICKFAN_ES_URLS", "CLICKFAN_WEBHDFS_URLS"])
+def test_a_url_carrying_credentials_is_refused_without_showing_them(variable: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        load({variable: f"https://ingest:{SECRET}@es-1:9200"})
+    assert variable in str(refused.value) and SECRET not in str(refused.value)
