@@ -392,7 +392,7 @@ def for_role(settings: Settings, role: str) -> KafkaClientConfig:
     return read_config(path)
 
 
-_active: KafkaClientConfig = PLAINTEXT
+_active: KafkaClientConfig | None = None
 
 
 def activate(config: KafkaClientConfig) -> KafkaClientConfig:
@@ -403,12 +403,18 @@ def activate(config: KafkaClientConfig) -> KafkaClientConfig:
 
 
 def active() -> KafkaClientConfig:
+    """The identity activated; unless a command chose one, CLICKFAN_KAFKA_CONFIG's, or
+    on a secure local stack `admin` (operators' commands: experiments, dlq, replay...)."""
+    if _active is None:
+        from clickfan.settings import load
+
+        return activate(for_role(load(), "admin"))
     return _active
 
 
 def confluent(bootstrap: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """confluent-kafka configuration for ``bootstrap`` under the active identity."""
-    return _active.confluent(bootstrap, extra)
+    return active().confluent(bootstrap, extra)
 
 
 def use(settings: Settings, role: str, path: str | None = None) -> Settings:
@@ -430,4 +436,4 @@ def child_env(settings: Settings) -> dict[str, str]:
 
 def bootstrap(settings: Settings, given: str | None = None) -> str:
     """--bootstrap-servers, else the config file's bootstrap.servers, else the local stack."""
-    return given or _active.bootstrap_servers or settings.bootstrap_servers
+    return given or active().bootstrap_servers or settings.bootstrap_servers

@@ -22,6 +22,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from clickfan import kafka_client
 from clickfan.errors import ClickfanError
 from clickfan.events import encode_event
 from clickfan.generators.bad_records import BAD_KIND_HEADER, BadRecordMaker
@@ -199,7 +200,7 @@ class ClickProducer:
             raise ClickfanError(f"bad_fraction must be within 0..1; got {settings.bad_fraction}")
         check_rate(settings.produce_rate)
         self.settings = settings
-        self.bootstrap_servers = bootstrap_servers or settings.bootstrap_servers
+        self.bootstrap_servers = kafka_client.bootstrap(settings, bootstrap_servers)
         self.acks = acks
         self.notes: list[str] = []
         self.idempotence = settings.produce_idempotence
@@ -222,7 +223,7 @@ class ClickProducer:
     def _config(self, extra: dict[str, Any]) -> dict[str, Any]:
         s = self.settings
         return {
-            "bootstrap.servers": self.bootstrap_servers,
+            **kafka_client.confluent(self.bootstrap_servers),
             "client.id": "clickfan-producer",
             "acks": self.acks,
             "enable.idempotence": self.idempotence,

@@ -34,6 +34,7 @@ import faust
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from clickfan import kafka_client
 from clickfan.errors import ClickfanError
 from clickfan.settings import Settings
 from clickfan.sinks.base import Aborted, DeadLetterFn, Sink, SinkRecord
@@ -89,6 +90,8 @@ def make_app(settings: Settings, group: str, bootstrap_servers: str) -> faust.Ap
         # a dead letter that cannot be sent fails within this (Faust's default: 20 min),
         # so the worker says why long before anyone wonders
         producer_request_timeout=settings.sink_request_timeout_s,
+        # SASL and TLS from the worker's client config (kafka_client.activate); None: plaintext
+        broker_credentials=kafka_client.active().faust_credentials(),
     )
 
 
@@ -99,7 +102,7 @@ def source_topic(app: faust.App, name: str) -> faust.TopicT:
 
 def check_topics(bootstrap_servers: str, *topics: str) -> None:
     """Fail with a clear message when Kafka is unreachable or a topic is missing."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    admin = AdminClient(kafka_client.confluent(bootstrap_servers))
     try:
         metadata = admin.list_topics(timeout=10)
     except KafkaException as exc:
