@@ -364,6 +364,98 @@ def _tls(values: dict[str, str], fail: Any, base: Path) -> dict[str, Any]:
     return config
 
 
+# ------------------------------------------------------------------ refusals
+
+# Broker error codes that no retry can fix: the ACLs say no.
+AUTHORIZATION_CODES = (
+    "TOPIC_AUTHORIZATION_FAILED",
+    "GROUP_AUTHORIZATION_FAILED",
+    "CLUSTER_AUTHORIZATION_FAILED",
+    "TRANSACTIONAL_ID_AUTHORIZATION_FAILED",
+)
+
+
+def refusal(name: str, text: str, protocol: str = "") -> str | None:
+    """A one-line reason when a client error means "refused", never to be cured by retrying.
+
+    ``name``/``text``: a KafkaError's name() and str() (librdkafka), or an aiokafka
+    exception's class name and message. None for everything else (a broker away, say).
+    """
+    lowered = text.lower()
+    if name in ("_AUTHENTICATION", "SASL_AUTHENTICATION_FAILED", "SaslAuthenticationFailed"):
+        return f"authentication refused: {_short(text)}"
+    if name in AUTHORIZATION_CODES or name.endswith("AuthorizationFailedError"):
+        return f"not authorised by the broker's ACLs ({name}): {_short(text)}"
+    if name == "_SSL" or "certificate verify failed" in lowered or "ssl routines" in lowered:
+        return f"TLS handshake failed: {_short(text)}"
+    return None
+
+
+def _short(text: str) -> str:
+    # librdkafka's hints about ca-certificates packages are not ours to give
+    return text.split(", verify that ssl.ca.location")[0].strip()
+
+
+def connection_hint(text: str, protocol: str) -> str | None:
+    """What a librdkafka "Disconnected" log line says about a wrong security setting.
+
+    Only a hint: a broker going away looks the same, so it is used only when no
+    broker could be reached at all.
+    """
+    if "Disconnected" not in text:
+        return None
+    if "APIVERSION_QUERY" in text and protocol in ("PLAINTEXT", "SASL_PLAINTEXT"):
+        # a TLS listener closes a connection whose first bytes are not a TLS hello
+        return (
+            f"every broker closed the connection at the first request: security.protocol is "
+            f"{protocol}; does the listener want SSL or SASL_SSL (--kafka-config)?"
+        )
+    if "in state UP" in text and protocol in ("PLAINTEXT", "SSL"):
+        # a SASL listener closes a connection that sends requests without authenticating
+        return (
+            f"every broker closed the connection once requests began: security.protocol is "
+            f"{protocol}, without credentials; does the listener want SASL (sasl.jaas.config)?"
+        )
+    return None
+
+
+class RefusalWatch:
+    """Collects a librdkafka client's errors and logs; says the first refusal in one line.
+
+    Pass ``error_cb`` and ``log`` as the client's error_cb and logger (callbacks are
+    served on poll()). ``reason``: a definite refusal (stop now); ``hint``: what the
+    disconnections suggest, for when nothing could be reached.
+    """
+
+    def __init__(self, protocol: str) -> None:
+        self.protocol = protocol
+        self.reason: str | None = None
+        self.hint: str | None = None
+        self.log = _WatchLogger(self)
+
+    def error_cb(self, err: Any) -> None:
+        self.note(err.name(), err.str())
+
+    def note(self, name: str, text: str) -> str | None:
+        reason = refusal(name, text, self.protocol)
+        if reason is not None and self.reason is None:
+            self.reason = reason
+        return reason
+
+
+class _WatchLogger:
+    """The least of logging.Logger that librdkafka's `logger` setting calls."""
+
+    def __init__(self, watch: RefusalWatch) -> None:
+        self._watch = watch
+
+    def log(self, level: int, msg: str, *args: object) -> None:
+        text = msg % args if args else msg
+        hint = connection_hint(text, self._watch.protocol)
+        if hint is not None:
+            self._watch.hint = hint
+
+
 # ------------------------------------------------------------- one identity
 
 

@@ -8,7 +8,6 @@ and the run ends with a flush whose outcome is in the summary.
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import threading
@@ -53,9 +52,6 @@ _NEW_TOPIC_GRACE_S = 3.0
 # librdkafka logs every failed connection attempt to stderr, many per second
 # while a broker is down. Its errors reach the summary through error_cb
 # (client_errors); the raw log goes here, silent unless someone listens.
-_librdkafka_log = logging.getLogger(f"{__name__}.librdkafka")
-_librdkafka_log.addHandler(logging.NullHandler())
-_librdkafka_log.propagate = False
 
 
 @dataclass(frozen=True)
@@ -215,6 +211,8 @@ class ClickProducer:
             )
         self._client_errors: Counter[str] = Counter()
         self._fatal: KafkaError | None = None
+        # refused by the brokers (credentials, ACLs, TLS): stop and say why, never retry
+        self.refusals = kafka_client.RefusalWatch(kafka_client.active().security_protocol)
         try:
             self._producer = Producer(self._config(extra_config or {}))
         except KafkaException as exc:
@@ -238,14 +236,24 @@ class ClickProducer:
             # a mistyped --topic must fail, not create a topic with broker defaults
             "allow.auto.create.topics": False,
             "error_cb": self._on_error,
-            "logger": _librdkafka_log,
+            "logger": self.refusals.log,
             **extra,
         }
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
             self._fatal = err
+        self.refusals.error_cb(err)
         self._client_errors[err.name()] += 1
+
+    def _refused(self) -> ClickfanError | None:
+        self._producer.poll(0.5)  # error and log callbacks are served here
+        reason = self.refusals.reason or self.refusals.hint
+        if reason is None:
+            return None
+        user = kafka_client.active().username
+        who = f"user {user!r}" if user else "the producer"
+        return ClickfanError(f"Kafka refused {who}: {reason}")
 
     def _partitions(self) -> int:
         s = self.settings
@@ -253,14 +261,24 @@ class ClickProducer:
         deadline = time.monotonic() + _NEW_TOPIC_GRACE_S
         while True:
             try:
-                metadata = self._producer.list_topics(timeout=s.produce_metadata_timeout_s)
+                # asked by name: a topic the ACLs hide answers TOPIC_AUTHORIZATION_FAILED
+                metadata = self._producer.list_topics(s.topic, s.produce_metadata_timeout_s)
             except KafkaException as exc:
+                refused = self._refused()
+                if refused is not None:
+                    raise refused from None
                 raise ClickfanError(
                     f"cannot reach Kafka at {self.bootstrap_servers} within "
                     f"{s.produce_metadata_timeout_s:g} s ({exc.args[0].str()}). Start the stack "
                     "with `clickfan up`, or point --bootstrap-servers at running brokers."
                 ) from None
             topic = metadata.topics.get(s.topic)
+            if topic is not None and topic.error is not None:
+                if topic.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    topic = None
+                elif reason := kafka_client.refusal(topic.error.name(), topic.error.str()):
+                    user = kafka_client.active().username or "the producer"
+                    raise ClickfanError(f"Kafka refused {user!r} topic {s.topic!r}: {reason}")
             if topic is not None or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
@@ -386,6 +404,7 @@ class _Run:
     ) -> None:
         if err is not None:
             self._record_failure(err)
+            self.owner.refusals.error_cb(err)  # e.g. TOPIC_AUTHORIZATION_FAILED: stop
             return
         self.summary.acknowledged += 1
         if self.summary.deliveries is not None:
@@ -455,7 +474,7 @@ class _Run:
             self.summary.interrupted = True
             self.summary.stopped_by = self.stop.reason
             return True
-        return self.owner._fatal is not None
+        return self.owner._fatal is not None or self.owner.refusals.reason is not None
 
     def _produce(self) -> None:
         interval = 1.0 / self.rate if self.rate else 0.0
@@ -510,6 +529,8 @@ class _Run:
         fatal = self.owner._fatal
         if fatal is not None:
             summary.notes.append(f"the producer hit a fatal error and stopped: {fatal.str()}")
+        if self.owner.refusals.reason is not None:
+            summary.notes.append(f"Kafka refused the producer: {self.owner.refusals.reason}")
         timed_out = self.failed_by_error.get("_MSG_TIMED_OUT", 0)
         if timed_out:
             # librdkafka retries retriable broker errors until the delivery
