@@ -63,7 +63,8 @@ def _start(
     )
     bootstrap = kafka_client.bootstrap(settings, bootstrap_servers)
     runtime.setup_logging(settings.worker_loglevel, settings.sink_log_interval_s)
-    runtime.check_topics(bootstrap, settings.topic, settings.dlq_topic)
+    group = settings.es_group if kind == "es" else settings.hdfs_group
+    runtime.check_topics(bootstrap, settings.topic, settings.dlq_topic, group=group)
     module = es_indexer if kind == "es" else hdfs_archiver
     module.create_worker(settings, bootstrap).run()
 

@@ -197,6 +197,8 @@ def up(
     ``kafka_only``: the brokers alone (no Elasticsearch, no HDFS).
     """
     java = check_java(settings)
+    if settings.secure:
+        prepare_secure(settings)  # before the health check below: it talks as admin
     services = kafka_brokers(settings) if kafka_only else all_services(settings, extra_cluster)
     to_start = [s for s in services if running_pid(s) is None]
     if not to_start and _all_healthy(services):
@@ -206,8 +208,6 @@ def up(
         settings.host, {what: port for s in to_start for what, port in s.ports.items()}
     )
     fetch_artifacts(settings, console)
-    if settings.secure:
-        prepare_secure(settings)
     started: dict[str, int] = {}  # name -> pid, to undo exactly what this call did
     try:
         for service in to_start:
