@@ -212,7 +212,9 @@ class ClickProducer:
         self._client_errors: Counter[str] = Counter()
         self._fatal: KafkaError | None = None
         # refused by the brokers (credentials, ACLs, TLS): stop and say why, never retry
-        self.refusals = kafka_client.RefusalWatch(kafka_client.active().security_protocol)
+        identity = kafka_client.active()
+        self.refusals = kafka_client.RefusalWatch(identity.security_protocol)
+        self._who = f"user {identity.username!r}" if identity.username else "the producer"
         try:
             self._producer = Producer(self._config(extra_config or {}))
         except KafkaException as exc:
@@ -251,9 +253,7 @@ class ClickProducer:
         reason = self.refusals.reason or self.refusals.hint
         if reason is None:
             return None
-        user = kafka_client.active().username
-        who = f"user {user!r}" if user else "the producer"
-        return ClickfanError(f"Kafka refused {who}: {reason}")
+        return ClickfanError(f"Kafka refused {self._who}: {reason}")
 
     def _partitions(self) -> int:
         s = self.settings
@@ -277,8 +277,7 @@ class ClickProducer:
                 if topic.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
                     topic = None
                 elif reason := kafka_client.refusal(topic.error.name(), topic.error.str()):
-                    user = kafka_client.active().username or "the producer"
-                    raise ClickfanError(f"Kafka refused {user!r} topic {s.topic!r}: {reason}")
+                    raise ClickfanError(f"Kafka refused {self._who} topic {s.topic!r}: {reason}")
             if topic is not None or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
@@ -320,17 +319,26 @@ class ClickProducer:
             raise ClickfanError(f"duration must be positive; got {duration_s}")
         partitions = self._partitions()
         vip = self._vip_partitioner(partitions) if self.settings.produce_keys == "vip" else None
-        return _Run(
-            self,
-            partitions,
-            vip,
-            count=count,
-            duration_s=duration_s,
-            start_time=start_time or datetime.now(UTC).replace(microsecond=0),
-            record_deliveries=record_deliveries,
-            progress=progress,
-            stop=stop or StopSignal(),
-        ).execute()
+        try:
+            return _Run(
+                self,
+                partitions,
+                vip,
+                count=count,
+                duration_s=duration_s,
+                start_time=start_time or datetime.now(UTC).replace(microsecond=0),
+                record_deliveries=record_deliveries,
+                progress=progress,
+                stop=stop or StopSignal(),
+            ).execute()
+        except KafkaException as exc:
+            # librdkafka raises a fatal error from poll(): e.g. an idempotent producer
+            # whose user lacks IDEMPOTENT_WRITE (CLUSTER_AUTHORIZATION_FAILED)
+            error = exc.args[0]
+            reason = kafka_client.refusal(error.name(), error.str())
+            if reason is not None:
+                raise ClickfanError(f"Kafka refused {self._who}: {reason}") from None
+            raise ClickfanError(f"the producer stopped on a fatal error: {error.str()}") from None
 
 
 class _Run:

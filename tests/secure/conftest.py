@@ -5,8 +5,8 @@ Run with `make test-secure` (pytest tests/secure -m secure). Three brokers of
 ports, beside whatever stack runs already; Elasticsearch and HDFS are the
 usual stack's (CLICKFAN_ES_PORT ...), used as the workers' sinks.
 
-    CLICKFAN_SECURE_TEST_HOME           default /tmp/clickfan-secure-test
-    CLICKFAN_SECURE_TEST_KAFKA_PORTS    default 9392,9393,9394 (controllers: +10000)
+    CLICKFAN_SECURE_TEST_HOME           default /tmp/clickfan-secure-kafka
+    CLICKFAN_SECURE_TEST_KAFKA_PORTS    default 9492,9493,9494 (controllers: +10000)
 
 The brokers are stopped and their home removed afterwards (--keep-stack keeps them).
 """
@@ -22,14 +22,14 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic
 from rich.console import Console
 
 from clickfan import kafka_client
 from clickfan.compose.native import kafka_acls
 from clickfan.compose.native import stack as native_stack
 from clickfan.settings import Settings, load
-from tests.support import Names, names_env
+from tests.support import Names, names_env, wait_until
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -49,9 +49,9 @@ def secure_settings() -> Settings:
     base = load()
     ports = tuple(
         int(p)
-        for p in os.environ.get("CLICKFAN_SECURE_TEST_KAFKA_PORTS", "9392,9393,9394").split(",")
+        for p in os.environ.get("CLICKFAN_SECURE_TEST_KAFKA_PORTS", "9492,9493,9494").split(",")
     )
-    home = Path(os.environ.get("CLICKFAN_SECURE_TEST_HOME", "/tmp/clickfan-secure-test"))
+    home = Path(os.environ.get("CLICKFAN_SECURE_TEST_HOME", "/tmp/clickfan-secure-kafka"))
     return dataclasses.replace(
         base,
         home=home,
@@ -121,6 +121,16 @@ def secure_names(secure_stack: Settings) -> Iterator[Names]:
         admin,
         kafka_acls.pipeline_acls(names.topic, names.dlq_topic, names.es_group, names.hdfs_group),
     )
+    # each broker applies new ACLs a moment later; the archiver's are created last
+    for port in secure_stack.kafka_ports:
+        for user, topic in (("producer", names.topic), ("hdfs-archiver", names.dlq_topic)):
+            with identity(secure_stack, user):
+                client = native_stack.admin_client(f"{secure_stack.host}:{port}")
+
+            def granted(client: AdminClient = client, topic: str = topic) -> bool:
+                return client.list_topics(topic, timeout=10).topics[topic].error is None
+
+            wait_until(granted, timeout=30, what=f"{user}'s ACLs on the broker at {port}")
     yield names
     for future in admin.delete_topics([names.topic, names.dlq_topic], request_timeout=30).values():
         with contextlib.suppress(KafkaException):

