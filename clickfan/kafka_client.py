@@ -317,7 +317,7 @@ def config_from_text(text: str, where: str, bootstrap_default: str = "") -> Kafk
 def _sasl(values: dict[str, str], fail: Any) -> dict[str, Any]:
     mechanism = values.get("sasl.mechanism", "GSSAPI").upper()
     if mechanism not in MECHANISMS:
-        raise fail("sasl.mechanism", f"{mechanism} is not supported; use {', '.join(MECHANISMS)}")
+        raise fail("sasl.mechanism", f"{mechanism!r} is not supported; use {', '.join(MECHANISMS)}")
     jaas = values.get("sasl.jaas.config")
     if not jaas:
         raise fail("sasl.jaas.config", "missing: SASL needs a username and a password")
@@ -326,7 +326,7 @@ def _sasl(values: dict[str, str], fail: Any) -> dict[str, Any]:
     except ValueError as exc:
         raise fail("sasl.jaas.config", str(exc)) from None
     if mechanism not in _LOGIN_MODULES.get(module, ()):
-        raise fail("sasl.jaas.config", f"login module {module} does not do {mechanism}")
+        raise fail("sasl.jaas.config", f"login module {module!r} does not do {mechanism}")
     if not options.get("username") or "password" not in options:
         raise fail("sasl.jaas.config", 'needs username=".." and password=".."')
     return {
@@ -338,10 +338,13 @@ def _sasl(values: dict[str, str], fail: Any) -> dict[str, Any]:
 
 def _tls(values: dict[str, str], fail: Any, base: Path) -> dict[str, Any]:
     def located(key: str) -> str:
-        path = Path(values[key]).expanduser()
+        try:
+            path = Path(values[key]).expanduser()
+        except RuntimeError:  # ~user of a user this machine does not know
+            raise fail(key, f"cannot expand {values[key]!r}") from None
         path = path if path.is_absolute() else base / path
         if not path.is_file():
-            raise fail(key, f"no such file: {path}")
+            raise fail(key, f"no such file: {str(path)!r}")
         return str(path)
 
     config: dict[str, Any] = {}
