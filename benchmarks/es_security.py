@@ -72,9 +72,7 @@ def _index(settings: Settings, indexer: bool, docs: list[es_bulk.Doc]) -> float:
         name=es_index.template_name(PREFIX), **es_index.template_body(PREFIX, 1, 0)
     )
     conn = clients.elasticsearch_connection(settings, timeout_s=120, indexer=indexer)
-    es = clients.elasticsearch_client(
-        conn, serializers={BULK_SERIALIZER.mimetype: BULK_SERIALIZER}
-    )
+    es = clients.elasticsearch_client(conn, serializers={BULK_SERIALIZER.mimetype: BULK_SERIALIZER})
     began = time.perf_counter()
     todo: Any = docs
     while todo:

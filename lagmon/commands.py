@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from clickfan import kafka_client
 from clickfan.lagmon import config as lagconfig
 from clickfan.lagmon import httpserver
 from clickfan.lagmon.client import monitor_statuses
@@ -36,7 +37,8 @@ from clickfan.settings import load as load_settings
 
 
 def _config(config_path: str | None, extra_cluster: bool = False) -> MonitorConfig:
-    settings = load_settings()
+    # the monitor's own Kafka user on a secure local stack (or CLICKFAN_KAFKA_CONFIG)
+    settings = kafka_client.use(load_settings(), "monitor")
     path = config_path or settings.lag_config
     config = lagconfig.load(settings, Path(path) if path else None)
     extra = lagconfig.extra_cluster(settings)

@@ -19,6 +19,7 @@ import requests
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from clickfan import kafka_client
 from clickfan.app.dashboard.state import (
     ElasticInfo,
     GroupReading,
@@ -70,7 +71,7 @@ class DeadLetterCounter:
     def _run(self) -> None:
         consumer = Consumer(
             {
-                "bootstrap.servers": self._bootstrap,
+                **kafka_client.confluent(self._bootstrap),
                 "group.id": "clickfan-dashboard-unused",  # required; assign() never joins it
                 "enable.auto.commit": False,
                 "log_level": 0,
