@@ -283,7 +283,7 @@ def refusal(exc: BaseException, system: str) -> Refused | None:
     if isinstance(exc, es_errors.AuthorizationException):
         return Refused(f"{system} does not allow it (403): {_es_reason(exc)}")
     if isinstance(exc, es_errors.SSLError) or _is_tls_failure(exc):
-        return Refused(f"TLS with {system} failed: {_tls_reason(exc)}")
+        return Refused(f"TLS with {system} failed: {_tls_reason(exc, system)}")
     if isinstance(exc, HdfsError) and getattr(exc, "exception", None) == "AccessControlException":
         first = str(exc).splitlines()[0] if str(exc) else "permission denied"
         return Refused(f"{system} does not allow it: {first[:300]}")
@@ -316,14 +316,15 @@ def _is_tls_failure(exc: BaseException) -> bool:
     return any(isinstance(e, ssl.SSLError | requests.exceptions.SSLError) for e in _chain(exc))
 
 
-def _tls_reason(exc: BaseException) -> str:
+def _tls_reason(exc: BaseException, system: str) -> str:
     text = " ".join(str(e) for e in _chain(exc))
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-        why = text.split("certificate verify failed:", 1)[-1].split(")")[0].strip(" '\"")
-        return (
-            f"the server's certificate is not trusted ({why or 'unknown CA'}): give its CA "
-            "with CLICKFAN_ES_CA_CERT / CLICKFAN_WEBHDFS_CA_CERT"
+        why = text.split("certificate verify failed:", 1)[-1].split(" (_ssl")[0].split(")")[0]
+        why = why.strip(" '\"") or "unknown CA"
+        variable = (
+            "CLICKFAN_ES_CA_CERT" if "Elasticsearch" in system else "CLICKFAN_WEBHDFS_CA_CERT"
         )
+        return f"the server's certificate is not trusted ({why}): give its CA with {variable}"
     if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text:
         return "the server does not speak TLS on that port: use http://, or the TLS port"
     return text.splitlines()[0][:300] if text else type(exc).__name__

@@ -233,11 +233,12 @@ def test_a_server_bound_to_all_addresses_refuses_requests_without_the_token() ->
     assert asyncio.run(scenario()) == [401, 401, 200, 200]
 
 
-def test_clickfan_monitor_refuses_to_listen_beyond_loopback_without_a_token() -> None:
+@pytest.mark.parametrize("command", ["monitor", "dashboard"])
+def test_clickfan_refuses_to_listen_beyond_loopback_without_a_token(command: str) -> None:
     env = {"PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
     clickfan = str(Path(sys.executable).with_name("clickfan"))
     result = subprocess.run(
-        [clickfan, "monitor", "--host", "0.0.0.0", "--port", "1"],
+        [clickfan, command, "--host", "0.0.0.0", "--port", "1"],
         env=env,
         capture_output=True,
         text=True,
