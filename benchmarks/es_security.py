@@ -93,7 +93,7 @@ def _index(settings: Settings, indexer: bool, docs: list[es_bulk.Doc]) -> float:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plain-home", default="/tmp/clickfan-bench-plain")
-    parser.add_argument("--secure-home", default="/tmp/clickfan-secure-test")
+    parser.add_argument("--secure-home", default="/tmp/clickfan-secure-es-hdfs")
     parser.add_argument("--plain-port", type=int, default=19250)
     parser.add_argument("--secure-port", type=int, default=19210)
     parser.add_argument("--docs", type=int, default=50000)

@@ -9,7 +9,9 @@ their flags via :func:`dataclasses.replace` (flags are checked by the commands).
 
 Left unchecked here, because the program that reads them says best what is
 wrong: versions (Maven), heap sizes (the JVM), paths, URLs and the index
-prefix (the Elasticsearch sink checks it at start).
+prefix (the Elasticsearch sink checks it at start); only the Elasticsearch and
+WebHDFS node URLs are checked here, so that credentials put in one are refused
+before anything could print them.
 """
 
 from __future__ import annotations
