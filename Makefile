@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install brokers dashboard-assets demo test test-unit test-docker docker-ready bench lint clean
+.PHONY: install brokers dashboard-assets demo test test-secure test-unit test-docker docker-ready bench lint clean
 
 install: $(VENV)/.installed brokers
 
@@ -71,6 +71,13 @@ test-docker: install
 # Docker on a bare Debian machine: engine, daemon, compose v2, a base image (root).
 docker-ready:
 	bash compose/docker/ready.sh
+
+# The secure profile's Kafka tests: three SASL_SSL brokers of their own (own home and
+# ports, see tests/secure/conftest.py) beside the usual stack, whose Elasticsearch and
+# HDFS are the sinks.
+test-secure: install
+	$(BIN)/clickfan fetch
+	$(BIN)/pytest tests/secure -m secure $(PYTEST_ARGS)
 
 test-unit: install
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

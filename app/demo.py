@@ -30,6 +30,7 @@ from clickfan.lagmon.cluster import KafkaCluster
 from clickfan.lagmon.config import ClusterConfig
 from clickfan.lagmon.reader import TopicLag, topic_lag
 from clickfan.settings import Settings, load
+from clickfan.sinks import clients
 
 CLICKFAN = str(Path(sys.executable).with_name("clickfan"))
 STOP_GRACE_S = 20.0
@@ -95,6 +96,8 @@ class PipelineView:
         )
         self.groups = (settings.es_group, settings.hdfs_group)
         self.previous: Sample | None = None
+        self.es = clients.elasticsearch_http(clients.elasticsearch_connection(settings))
+        self.webhdfs = clients.webhdfs_http(clients.webhdfs_connection(settings))
 
     def _records(self, topic: str) -> int:
         ends = self.kafka.log_end_offsets((topic, p) for p in self.kafka.partitions(topic))
@@ -112,16 +115,13 @@ class PipelineView:
             pass  # e.g. the group coordinator still loading right after start-up
         try:
             index = f"{self.settings.index_prefix}-*"
-            s.es_docs = requests.get(f"{self.settings.es_url}/{index}/_count", timeout=2).json()[
-                "count"
-            ]
+            s.es_docs = self.es.get(f"/{index}/_count", timeout=2).json()["count"]
         except (requests.RequestException, KeyError, ValueError):
             pass
         try:
-            url = f"{self.settings.webhdfs_url}/webhdfs/v1{self.settings.hdfs_root}"
-            summary = requests.get(
-                url,
-                params={"op": "GETCONTENTSUMMARY", "user.name": self.settings.hdfs_user},
+            summary = self.webhdfs.get(
+                f"/webhdfs/v1{self.settings.hdfs_root}",
+                params={"op": "GETCONTENTSUMMARY"},
                 timeout=2,
             ).json()["ContentSummary"]
             s.hdfs_files, s.hdfs_bytes = summary["fileCount"], summary["length"]

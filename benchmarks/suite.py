@@ -60,8 +60,7 @@ import psutil  # noqa: E402
 import requests  # noqa: E402
 from confluent_kafka import Consumer, TopicPartition  # noqa: E402
 from confluent_kafka.admin import NewTopic  # noqa: E402
-from elasticsearch import Elasticsearch, helpers  # noqa: E402
-from hdfs import InsecureClient  # noqa: E402
+from elasticsearch import helpers  # noqa: E402
 
 from benchmarks import pipeline  # noqa: E402
 from clickfan.compose.native.stack import admin_client  # noqa: E402
@@ -71,7 +70,10 @@ from clickfan.generators.producer import ClickProducer  # noqa: E402
 from clickfan.lagmon.cluster import KafkaCluster  # noqa: E402
 from clickfan.lagmon.config import ClusterConfig  # noqa: E402
 from clickfan.settings import Settings, load  # noqa: E402
-from clickfan.sinks import es_index  # noqa: E402
+from clickfan.sinks import (
+    clients,  # noqa: E402
+    es_index,  # noqa: E402
+)
 
 BIN = Path(sys.executable).parent
 CLICKFAN = str(BIN / "clickfan")
@@ -213,8 +215,10 @@ class Suite:
         self.topics: list[str] = []
         self.index_prefixes: list[str] = []
         self.hdfs_root = f"/benchmarks/{self.prefix}"
-        self.hdfs = InsecureClient(settings.webhdfs_url, user=settings.hdfs_user, timeout=60)
-        self.es = Elasticsearch(settings.es_url, request_timeout=120)
+        self.hdfs = clients.webhdfs_client(clients.webhdfs_connection(settings, timeout_s=60))
+        self.es = clients.elasticsearch_client(
+            clients.elasticsearch_connection(settings, timeout_s=120)
+        )
         self.log_dir = settings.home / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.values: list[bytes] = []  # the data topic's records

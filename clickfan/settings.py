@@ -9,12 +9,15 @@ their flags via :func:`dataclasses.replace` (flags are checked by the commands).
 
 Left unchecked here, because the program that reads them says best what is
 wrong: versions (Maven), heap sizes (the JVM), paths, URLs and the index
-prefix (the Elasticsearch sink checks it at start).
+prefix (the Elasticsearch sink checks it at start); only the Elasticsearch and
+WebHDFS node URLs are checked here, so that credentials put in one are refused
+before anything could print them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hmac
 import math
 import os
 import re
@@ -109,6 +112,59 @@ def _topic(default: str) -> Any:
     return _pattern(default, r"[A-Za-z0-9._-]{1,249}", "1 to 249 of a-z A-Z 0-9 . _ -")
 
 
+class Secret:
+    """A password, API key or token. Its value is shown by nothing (repr, str, logs,
+    `clickfan status`, reports): only :meth:`reveal` gives it, to the client that sends it.
+
+    Secrets come from a file (``CLICKFAN_<NAME>_FILE``) or the environment
+    (``CLICKFAN_<NAME>``), never from a command line, which every user of the
+    machine can read in the process list.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str = "") -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('****')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and hmac.compare_digest(
+            self._value.encode(), other._value.encode()
+        )
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _secret() -> Any:
+    return field(default_factory=Secret)
+
+
+def read_secret(value: Secret, file: str, variable: str) -> Secret:
+    """``value`` if given, else the first line of ``file`` (if named); SettingsError if not."""
+    if value or not file:
+        return value
+    try:
+        text = Path(file).expanduser().read_text().strip()
+    except OSError as exc:
+        raise SettingsError(
+            f"{_var(variable + '_file')}={file!r}: cannot read it ({exc.strerror})"
+        ) from None
+    if not text:
+        raise SettingsError(f"{_var(variable + '_file')}={file!r}: the file is empty")
+    return Secret(text)
+
+
 def _default_home() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "clickfan"
@@ -120,6 +176,14 @@ class Settings:
     home: Path = field(default_factory=_default_home)
     cache_dir: str = ""  # downloaded server programs; empty: <home>/artifacts
     host: str = _non_empty("127.0.0.1")
+
+    # `clickfan up --secure`: SASL_SSL Kafka with ACLs, certificates from a local CA
+    # (compose/native/pki.py) under <home>/secure; the other services follow it
+    secure: bool = False
+    # a Kafka client-properties file (the Java clients' format) for every clickfan client;
+    # empty: plaintext to bootstrap_servers (or <home>/secure/clients/<user>.properties
+    # when the local stack runs secure)
+    kafka_config: str = ""
 
     # versions of the real services (resolved from Maven Central)
     kafka_version: str = "4.1.1"
@@ -145,6 +209,16 @@ class Settings:
     es_transport_port: int = _port(9300)
     es_heap: str = "512m"
     es_user: str = _non_empty("clickfan")  # Elasticsearch refuses to run as root
+    # Elasticsearch clusters we do not run (README "Your own clusters"): node URLs tried
+    # in turn, an API key (base64 "id:key", as Elasticsearch returns it as `encoded`) or a
+    # user and password, and the CA that signed the nodes' certificates
+    es_urls: str = ""  # comma-separated; empty: http://host:es_port (https when secure)
+    es_api_key: Secret = _secret()  # from CLICKFAN_ES_API_KEY ...
+    es_api_key_file: str = ""  # ... or the first line of this file
+    es_username: str = ""
+    es_password: Secret = _secret()  # CLICKFAN_ES_PASSWORD, or ...
+    es_password_file: str = ""
+    es_ca_cert: str = ""  # PEM; empty: the system's CAs (the local CA when secure)
 
     # HDFS: one NameNode, one DataNode
     namenode_rpc_port: int = _port(8020)
@@ -154,6 +228,10 @@ class Settings:
     datanode_ipc_port: int = _port(9867)
     hadoop_heap: str = "256m"
     hdfs_user: str = _non_empty("clickfan")
+    # NameNodes of an HA pair (or more) we do not run: tried in order, on to the next
+    # when one is down or standby (the hdfs package's failover)
+    webhdfs_urls: str = ""  # comma- or semicolon-separated; empty: http://host:namenode_http_port
+    webhdfs_ca_cert: str = ""  # PEM, for https:// NameNodes
 
     # topics
     topic: str = _topic("click-logs")
@@ -212,12 +290,21 @@ class Settings:
     lag_minimum_complete: float = _range(0.0, 0, 1)  # share of the window filled before evaluating
     lag_webhook_url: str = ""  # POST a notice on group status change; empty: log only
     lag_config: str = ""  # TOML file listing clusters; empty: the local stack only
+    # bound beyond loopback, every request must carry this token (Bearer, or Basic's password)
+    monitor_token: Secret = _secret()  # CLICKFAN_MONITOR_TOKEN, or ...
+    monitor_token_file: str = ""
+    monitor_tls_cert: str = ""  # PEM certificate (chain) and key: serve https
+    monitor_tls_key: str = ""
 
     # the live web page (`clickfan dashboard`, started by `clickfan demo` too)
     dashboard_host: str = _non_empty("127.0.0.1")
     dashboard_port: int = _port(8080)
     # between reads of the pipeline and pushes to the page
     dashboard_interval_s: float = _range(1.0, 0, above=True)
+    dashboard_token: Secret = _secret()  # as the monitor's
+    dashboard_token_file: str = ""
+    dashboard_tls_cert: str = ""
+    dashboard_tls_key: str = ""
 
     # pipeline: the two workers (streams/) and their sinks (sinks/)
     es_group: str = _non_empty("es-indexer")  # consumer group of `clickfan worker es`
@@ -274,16 +361,36 @@ class Settings:
         return ",".join(f"{self.host}:{port}" for port in self.kafka_ports)
 
     @property
+    def es_node_urls(self) -> tuple[str, ...]:
+        """Every Elasticsearch node to try, in order."""
+        given = tuple(u.strip().rstrip("/") for u in self.es_urls.split(",") if u.strip())
+        scheme = "https" if self.secure else "http"  # the secure profile's node speaks TLS only
+        return given or (f"{scheme}://{self.host}:{self.es_port}",)
+
+    @property
     def es_url(self) -> str:
-        return f"http://{self.host}:{self.es_port}"
+        """The first node: where one address is shown (status, messages)."""
+        return self.es_node_urls[0]
+
+    @property
+    def webhdfs_node_urls(self) -> tuple[str, ...]:
+        """Every NameNode's HTTP(S) address, in failover order."""
+        raw = self.webhdfs_urls.replace(";", ",")
+        given = tuple(u.strip().rstrip("/") for u in raw.split(",") if u.strip())
+        return given or (f"http://{self.host}:{self.namenode_http_port}",)
 
     @property
     def webhdfs_url(self) -> str:
-        return f"http://{self.host}:{self.namenode_http_port}"
+        return self.webhdfs_node_urls[0]
 
     @property
     def data_dir(self) -> Path:
         return self.home / "data"
+
+    @property
+    def secure_marker(self) -> Path:
+        """Written by `clickfan up --secure`: this home's data belongs to the secure profile."""
+        return self.data_dir / "secure-profile"
 
     @property
     def artifacts_dir(self) -> Path:
@@ -314,6 +421,8 @@ def _parse(raw: str, current: object, name: str, allowed: Allowed | None) -> obj
             return Path(raw).expanduser()
         if isinstance(current, tuple):
             return tuple(int(p) for p in raw.replace(" ", "").split(",") if p)
+        if isinstance(current, Secret):
+            return Secret(raw.strip())
     except ValueError as exc:
         wants = f"expected {allowed.describe(current)}" if allowed else str(exc)
         raise SettingsError(f"{_var(name)}={raw!r}: {wants}") from None
@@ -344,6 +453,16 @@ def check(settings: Settings, raw: dict[str, str] | None = None) -> None:
             raise SettingsError(
                 f"{_var(small)}={a} must be {relation} {_var(large)}={b}: change one of them"
             )
+    for name, urls in (
+        ("es_urls", settings.es_node_urls),
+        ("webhdfs_urls", settings.webhdfs_node_urls),
+    ):
+        for url in urls:
+            if not re.fullmatch(r"https?://[^/@\s]+(/\S*)?", url):
+                raise SettingsError(
+                    f"{_var(name)}: {url.split('@')[-1]!r} is not an http(s)://host:port URL "
+                    "(credentials go in their own settings, never in a URL)"
+                )
     if len(settings.kafka_controller_ports) != len(settings.kafka_ports):
         raise SettingsError(
             f"{_var('kafka_controller_ports')} must list one port per broker of "
@@ -364,5 +483,8 @@ def load(environ: dict[str, str] | None = None) -> Settings:
             allowed = f.metadata.get("allowed")
             overrides[f.name] = _parse(value, getattr(base, f.name), f.name, allowed)
     settings = dataclasses.replace(base, **overrides)
+    if "secure" not in raw and settings.secure_marker.exists():
+        # brokers formatted with SCRAM users cannot be run or reached in plaintext
+        settings = dataclasses.replace(settings, secure=True)
     check(settings, raw)
     return settings

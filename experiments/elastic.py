@@ -7,10 +7,11 @@ from typing import Any
 from elasticsearch import Elasticsearch, NotFoundError, helpers
 
 from clickfan.settings import Settings
+from clickfan.sinks import clients
 
 
 def client(settings: Settings) -> Elasticsearch:
-    return Elasticsearch(settings.es_url, request_timeout=30)
+    return clients.elasticsearch_client(clients.elasticsearch_connection(settings, timeout_s=30))
 
 
 class ElasticIndex:

@@ -24,6 +24,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 from rich.console import Console
 
+from clickfan import kafka_client
 from clickfan.errors import ClickfanError
 from clickfan.settings import Settings
 
@@ -114,7 +115,7 @@ class Context:
         if self._admin is None:
             self._admin = AdminClient(
                 {
-                    "bootstrap.servers": self.settings.bootstrap_servers,
+                    **kafka_client.confluent(self.settings.bootstrap_servers),
                     "client.id": "clickfan-experiment",
                     "log_level": 0,
                 }

@@ -12,6 +12,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
+from clickfan import kafka_client
 from clickfan.errors import ClickfanError
 
 _quiet = logging.getLogger(__name__)
@@ -30,13 +31,13 @@ class Record:
 
 
 def producer(bootstrap: str, **config: object) -> Producer:
-    return Producer({"bootstrap.servers": bootstrap, "logger": _quiet, **config})
+    return Producer({**kafka_client.confluent(bootstrap), "logger": _quiet, **config})
 
 
 def consumer(bootstrap: str, group: str, **config: object) -> Consumer:
     return Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **kafka_client.confluent(bootstrap),
             "group.id": group,
             "enable.auto.commit": False,
             "logger": _quiet,

@@ -26,6 +26,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from clickfan import kafka_client
 from clickfan.errors import ClickfanError
 
 TopicPartition = tuple[str, int]
@@ -162,7 +163,7 @@ class GroupOffsets:
         self.timeout_s = timeout_s
         self.admin = AdminClient(
             {
-                "bootstrap.servers": bootstrap_servers,
+                **kafka_client.confluent(bootstrap_servers),
                 "client.id": "clickfan-replay",
                 "log_level": 0,
             }

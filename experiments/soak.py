@@ -23,6 +23,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from rich.console import Console
 from rich.table import Table
 
+from clickfan import kafka_client
 from clickfan import settings as settings_module
 from clickfan.errors import ClickfanError
 from clickfan.experiments import plots
@@ -440,7 +441,7 @@ def _problem_name(exc: Exception) -> str:
 def _reader(bootstrap: str, group: str) -> Consumer:
     return Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **kafka_client.confluent(bootstrap),
             "group.id": group,  # only to fetch its committed offsets; it never subscribes
             "enable.auto.commit": False,
             "logger": _quiet_log,
@@ -494,7 +495,7 @@ def _read_all(
     """Every record of ``topic``, tolerant of header names that are not UTF-8."""
     consumer = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **kafka_client.confluent(bootstrap),
             "group.id": "clickfan-soak-reader",
             "enable.auto.commit": False,
             "enable.partition.eof": True,

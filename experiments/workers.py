@@ -161,9 +161,9 @@ def es_cleanup(ctx: Context) -> None:
 
 
 def hdfs_client(ctx: Context) -> Any:
-    from hdfs import InsecureClient
+    from clickfan.sinks import clients
 
-    return InsecureClient(ctx.settings.webhdfs_url, user=ctx.settings.hdfs_user, timeout=30)
+    return clients.webhdfs_client(clients.webhdfs_connection(ctx.settings, timeout_s=30))
 
 
 def hdfs_cleanup(ctx: Context) -> None:

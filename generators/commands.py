@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from clickfan import kafka_client
 from clickfan import settings as settings_module
 from clickfan.errors import ClickfanError
 from clickfan.generators.producer import (
@@ -145,6 +146,12 @@ _STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
     help="Kafka brokers, host:port,... Default: the local stack (CLICKFAN_HOST, "
     "CLICKFAN_KAFKA_PORTS).",
 )
+@click.option(
+    "--kafka-config",
+    type=click.Path(dir_okay=False),
+    help="Kafka client properties (Java format: SASL, TLS). Default: CLICKFAN_KAFKA_CONFIG; "
+    "on a secure local stack the producer user's.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @click.pass_context
 def produce(
@@ -163,6 +170,7 @@ def produce(
     start_time: datetime | None,
     topic: str | None,
     bootstrap_servers: str | None,
+    kafka_config: str | None,
     as_json: bool,
 ) -> None:
     """Produce synthetic click events to the click-log topic.
@@ -184,6 +192,7 @@ def produce(
         produce_seed=seed,
         topic=topic,
     )
+    settings = kafka_client.use(settings, "producer", kafka_config)
     err = Console(stderr=True)
     producer = ClickProducer(settings, bootstrap_servers=bootstrap_servers)
     for note in producer.notes:

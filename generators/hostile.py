@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from clickfan import kafka_client
 from clickfan.errors import ClickfanError
 from clickfan.generators.events import EventGenerator
 
@@ -771,7 +772,7 @@ class HostileSender:
         self.failed: list[tuple[Hostile, str]] = []
         self._producer = Producer(
             {
-                "bootstrap.servers": bootstrap,
+                **kafka_client.confluent(bootstrap),
                 "acks": "all",
                 "enable.idempotence": True,
                 "compression.type": "none",
@@ -864,7 +865,9 @@ async def _send_raw(bootstrap: str, topic: str, record: Hostile, spread: int) ->
     from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
     from aiokafka.structs import TopicPartition
 
-    client = AIOKafkaClient(bootstrap_servers=bootstrap.split(","))
+    client = AIOKafkaClient(
+        bootstrap_servers=bootstrap.split(","), **kafka_client.active().aiokafka()
+    )
     await client.bootstrap()
     try:
         await client._wait_on_metadata(topic)

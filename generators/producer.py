@@ -8,7 +8,6 @@ and the run ends with a flush whose outcome is in the summary.
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import threading
@@ -22,6 +21,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from clickfan import kafka_client
 from clickfan.errors import ClickfanError
 from clickfan.events import encode_event
 from clickfan.generators.bad_records import BAD_KIND_HEADER, BadRecordMaker
@@ -52,9 +52,6 @@ _NEW_TOPIC_GRACE_S = 3.0
 # librdkafka logs every failed connection attempt to stderr, many per second
 # while a broker is down. Its errors reach the summary through error_cb
 # (client_errors); the raw log goes here, silent unless someone listens.
-_librdkafka_log = logging.getLogger(f"{__name__}.librdkafka")
-_librdkafka_log.addHandler(logging.NullHandler())
-_librdkafka_log.propagate = False
 
 
 @dataclass(frozen=True)
@@ -199,7 +196,7 @@ class ClickProducer:
             raise ClickfanError(f"bad_fraction must be within 0..1; got {settings.bad_fraction}")
         check_rate(settings.produce_rate)
         self.settings = settings
-        self.bootstrap_servers = bootstrap_servers or settings.bootstrap_servers
+        self.bootstrap_servers = kafka_client.bootstrap(settings, bootstrap_servers)
         self.acks = acks
         self.notes: list[str] = []
         self.idempotence = settings.produce_idempotence
@@ -214,6 +211,10 @@ class ClickProducer:
             )
         self._client_errors: Counter[str] = Counter()
         self._fatal: KafkaError | None = None
+        # refused by the brokers (credentials, ACLs, TLS): stop and say why, never retry
+        identity = kafka_client.active()
+        self.refusals = kafka_client.RefusalWatch(identity.security_protocol)
+        self._who = f"user {identity.username!r}" if identity.username else "the producer"
         try:
             self._producer = Producer(self._config(extra_config or {}))
         except KafkaException as exc:
@@ -222,7 +223,7 @@ class ClickProducer:
     def _config(self, extra: dict[str, Any]) -> dict[str, Any]:
         s = self.settings
         return {
-            "bootstrap.servers": self.bootstrap_servers,
+            **kafka_client.confluent(self.bootstrap_servers),
             "client.id": "clickfan-producer",
             "acks": self.acks,
             "enable.idempotence": self.idempotence,
@@ -237,14 +238,22 @@ class ClickProducer:
             # a mistyped --topic must fail, not create a topic with broker defaults
             "allow.auto.create.topics": False,
             "error_cb": self._on_error,
-            "logger": _librdkafka_log,
+            "logger": self.refusals.log,
             **extra,
         }
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
             self._fatal = err
+        self.refusals.error_cb(err)
         self._client_errors[err.name()] += 1
+
+    def _refused(self) -> ClickfanError | None:
+        self._producer.poll(0.5)  # error and log callbacks are served here
+        reason = self.refusals.reason or self.refusals.hint
+        if reason is None:
+            return None
+        return ClickfanError(f"Kafka refused {self._who}: {reason}")
 
     def _partitions(self) -> int:
         s = self.settings
@@ -252,14 +261,23 @@ class ClickProducer:
         deadline = time.monotonic() + _NEW_TOPIC_GRACE_S
         while True:
             try:
-                metadata = self._producer.list_topics(timeout=s.produce_metadata_timeout_s)
+                # asked by name: a topic the ACLs hide answers TOPIC_AUTHORIZATION_FAILED
+                metadata = self._producer.list_topics(s.topic, s.produce_metadata_timeout_s)
             except KafkaException as exc:
+                refused = self._refused()
+                if refused is not None:
+                    raise refused from None
                 raise ClickfanError(
                     f"cannot reach Kafka at {self.bootstrap_servers} within "
                     f"{s.produce_metadata_timeout_s:g} s ({exc.args[0].str()}). Start the stack "
                     "with `clickfan up`, or point --bootstrap-servers at running brokers."
                 ) from None
             topic = metadata.topics.get(s.topic)
+            if topic is not None and topic.error is not None:
+                if topic.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    topic = None
+                elif reason := kafka_client.refusal(topic.error.name(), topic.error.str()):
+                    raise ClickfanError(f"Kafka refused {self._who} topic {s.topic!r}: {reason}")
             if topic is not None or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
@@ -301,17 +319,26 @@ class ClickProducer:
             raise ClickfanError(f"duration must be positive; got {duration_s}")
         partitions = self._partitions()
         vip = self._vip_partitioner(partitions) if self.settings.produce_keys == "vip" else None
-        return _Run(
-            self,
-            partitions,
-            vip,
-            count=count,
-            duration_s=duration_s,
-            start_time=start_time or datetime.now(UTC).replace(microsecond=0),
-            record_deliveries=record_deliveries,
-            progress=progress,
-            stop=stop or StopSignal(),
-        ).execute()
+        try:
+            return _Run(
+                self,
+                partitions,
+                vip,
+                count=count,
+                duration_s=duration_s,
+                start_time=start_time or datetime.now(UTC).replace(microsecond=0),
+                record_deliveries=record_deliveries,
+                progress=progress,
+                stop=stop or StopSignal(),
+            ).execute()
+        except KafkaException as exc:
+            # librdkafka raises a fatal error from poll(): e.g. an idempotent producer
+            # whose user lacks IDEMPOTENT_WRITE (CLUSTER_AUTHORIZATION_FAILED)
+            error = exc.args[0]
+            reason = kafka_client.refusal(error.name(), error.str())
+            if reason is not None:
+                raise ClickfanError(f"Kafka refused {self._who}: {reason}") from None
+            raise ClickfanError(f"the producer stopped on a fatal error: {error.str()}") from None
 
 
 class _Run:
@@ -385,6 +412,7 @@ class _Run:
     ) -> None:
         if err is not None:
             self._record_failure(err)
+            self.owner.refusals.error_cb(err)  # e.g. TOPIC_AUTHORIZATION_FAILED: stop
             return
         self.summary.acknowledged += 1
         if self.summary.deliveries is not None:
@@ -454,7 +482,7 @@ class _Run:
             self.summary.interrupted = True
             self.summary.stopped_by = self.stop.reason
             return True
-        return self.owner._fatal is not None
+        return self.owner._fatal is not None or self.owner.refusals.reason is not None
 
     def _produce(self) -> None:
         interval = 1.0 / self.rate if self.rate else 0.0
@@ -509,6 +537,8 @@ class _Run:
         fatal = self.owner._fatal
         if fatal is not None:
             summary.notes.append(f"the producer hit a fatal error and stopped: {fatal.str()}")
+        if self.owner.refusals.reason is not None:
+            summary.notes.append(f"Kafka refused the producer: {self.owner.refusals.reason}")
         timed_out = self.failed_by_error.get("_MSG_TIMED_OUT", 0)
         if timed_out:
             # librdkafka retries retriable broker errors until the delivery

@@ -20,6 +20,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from clickfan import kafka_client
 from clickfan.errors import ClickfanError
 from clickfan.lagmon.config import ClusterConfig
 
@@ -36,7 +37,7 @@ class KafkaCluster:
         self.timeout_s = timeout_s
         self._admin = AdminClient(
             {
-                "bootstrap.servers": config.bootstrap_servers,
+                **kafka_client.confluent(config.bootstrap_servers),
                 "client.id": "clickfan-lagmon",
                 "log_level": 0,  # failures surface as exceptions, reported once by the caller
             }

@@ -19,11 +19,13 @@ from typing import Any
 
 import click
 
+from clickfan import kafka_client
 from clickfan.lagmon import config as lagconfig
 from clickfan.lagmon import httpserver
 from clickfan.lagmon.client import monitor_statuses
 from clickfan.lagmon.cluster import KafkaCluster
 from clickfan.lagmon.config import LOCAL, MonitorConfig
+from clickfan.lagmon.httpauth import HttpSecurity
 from clickfan.lagmon.monitor import Monitor
 from clickfan.lagmon.notifier import Notifier
 from clickfan.lagmon.reader import StatusSource, read_lag, window_statuses
@@ -35,7 +37,8 @@ from clickfan.settings import load as load_settings
 
 
 def _config(config_path: str | None, extra_cluster: bool = False) -> MonitorConfig:
-    settings = load_settings()
+    # the monitor's own Kafka user on a secure local stack (or CLICKFAN_KAFKA_CONFIG)
+    settings = kafka_client.use(load_settings(), "monitor")
     path = config_path or settings.lag_config
     config = lagconfig.load(settings, Path(path) if path else None)
     extra = lagconfig.extra_cluster(settings)
@@ -101,21 +104,24 @@ def monitor(
     )
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    security = HttpSecurity.of(load_settings(), "monitor")
+    security.check_exposure(config.host)  # beyond 127.0.0.1 only with a token
     try:
-        asyncio.run(_serve(Monitor(config, Notifier(config.webhook_url))))
+        asyncio.run(_serve(Monitor(config, Notifier(config.webhook_url)), security))
     except KeyboardInterrupt:
         pass
     click.echo("lag monitor stopped.", err=True)
 
 
-async def _serve(mon: Monitor) -> None:
+async def _serve(mon: Monitor, security: HttpSecurity) -> None:
     config = mon.config
     app = httpserver.make_app(mon.storage, mon.evaluator, config)
-    runner = await httpserver.start(app, config.host, config.port)
+    runner = await httpserver.start(app, config.host, config.port, security)
     mon.start()
     clusters = ", ".join(f"{c.name} ({c.bootstrap_servers})" for c in config.clusters)
     click.echo(
-        f"lag monitor on http://{config.host}:{config.port}: Burrow API under /v3/kafka, "
+        f"lag monitor on {security.scheme}://{config.host}:{config.port}"
+        f"{' (token required)' if security.token else ''}: Burrow API under /v3/kafka, "
         f"Prometheus metrics on /metrics.\nclusters: {clusters}; offsets read every "
         f"{config.interval_s:g}s, window of {config.window} commits. Ctrl-C stops it.",
         err=True,

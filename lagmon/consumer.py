@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from clickfan import kafka_client
+
 OFFSETS_TOPIC = "__consumer_offsets"
 
 log = logging.getLogger(__name__)
@@ -108,7 +110,7 @@ class OffsetsTopicReader:
         self.on_commit, self.on_delete = on_commit, on_delete
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap_servers,
+                **kafka_client.confluent(bootstrap_servers),
                 # Needed by the client, but never joined nor committed: partitions are
                 # assigned by hand, so this reader is not itself a consumer group.
                 "group.id": f"clickfan-lagmon-{uuid.uuid4().hex}",

@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from clickfan.errors import ClickfanError
 from clickfan.lagmon.config import MonitorConfig
 from clickfan.lagmon.evaluator import Evaluator
+from clickfan.lagmon.httpauth import HttpSecurity
 from clickfan.lagmon.metrics import registry as metrics_registry
 from clickfan.lagmon.protocol import Status, valid_group_name, valid_kafka_name
 from clickfan.lagmon.storage import Storage
@@ -170,12 +171,22 @@ def make_app(storage: Storage, evaluator: Evaluator, config: MonitorConfig) -> w
     return app
 
 
-async def start(app: web.Application, host: str, port: int) -> web.AppRunner:
-    """Listen on host:port (port 0: any free port); stop with ``runner.cleanup()``."""
+async def start(
+    app: web.Application, host: str, port: int, security: HttpSecurity | None = None
+) -> web.AppRunner:
+    """Listen on host:port (port 0: any free port); stop with ``runner.cleanup()``.
+
+    With ``security``: refused beyond loopback without a token, the token checked on
+    every request, HTTPS when it has a certificate (lagmon.httpauth).
+    """
+    security = security or HttpSecurity("monitor")
+    security.check_exposure(host)
+    security.protect(app)
+    tls = security.ssl_context()
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, ssl_context=tls).start()
     except OSError as exc:
         await runner.cleanup()
         if exc.errno == errno.EADDRINUSE:

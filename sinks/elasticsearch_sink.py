@@ -8,9 +8,14 @@ What a failure means decides what happens (see es_bulk.outcome):
   the whole request or on single items): retried with backoff as long as it
   lasts;
 - the cluster's state refuses writes (an index closed, a write block, a
-  missing index with auto-create off, no authorization): the documents are
-  held and retried the same way, logged once per interval with the reason,
-  so an operator can fix it; nothing of it is dead-lettered;
+  missing index with auto-create off): the documents are held and retried the
+  same way, logged once per interval with the reason, so an operator can fix
+  it; nothing of it is dead-lettered;
+- the cluster refuses *us* (credentials rejected, a privilege the key lacks,
+  a certificate we do not trust, a plaintext client on its TLS port): no retry
+  can fix that, so the worker stops with exit 1 and a one-line reason
+  (clients.Refused); its offsets are not committed, so nothing is lost, and a
+  supervisor restarting it shows the same line until an operator fixes it;
 - the document's own fault (a value its mapping cannot take): dead-lettered
   with Elasticsearch's reason, and the worker goes on.
 """
@@ -19,15 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import elasticsearch
 import orjson
-from elasticsearch import AsyncElasticsearch
 from elasticsearch.serializer import NdjsonSerializer
 
-from clickfan.sinks import es_bulk, es_index
+from clickfan.sinks import clients, es_bulk, es_index
 from clickfan.sinks.base import DeadLetterFn, Rejection, Sink, SinkRecord
 from clickfan.sinks.retry import Retry, RetryPolicy
 
@@ -38,10 +42,9 @@ REJECTED_REASON = "es_rejected"
 
 @dataclass(frozen=True)
 class ElasticsearchConfig:
-    url: str
+    connection: clients.ElasticsearchConnection  # nodes, credentials, CA, timeout of a call
     index_prefix: str  # daily indices <prefix>-YYYY.MM.DD, template <prefix>
     bulk_bytes: int  # a bigger batch is sent as several bulk requests
-    request_timeout_s: float  # one HTTP call
     index_shards: int
     index_replicas: int
 
@@ -66,9 +69,11 @@ class ItemsToRetry(Exception):
 
 
 def _transient(exc: BaseException) -> bool:
-    # Request-level failures are all retried: never drop a batch, never commit
-    # past it. A 4xx on a whole request (bad credentials, a closed index) is
-    # something an operator fixes while the worker waits.
+    # Request-level failures are retried: never drop a batch, never commit past
+    # it. A 4xx on a whole request (a closed index) is something an operator
+    # fixes while the worker waits; a refusal of us (clients.refusal) is not.
+    if clients.refusal(exc, "Elasticsearch") is not None:
+        return False
     return isinstance(exc, elasticsearch.TransportError | elasticsearch.ApiError | ItemsToRetry)
 
 
@@ -84,20 +89,32 @@ class ElasticsearchSink(Sink):
         self._config = config
         self._dead_letter = dead_letter
         self._abort = abort
-        self._es = AsyncElasticsearch(
-            config.url,
-            request_timeout=config.request_timeout_s,
-            # retries are ours (with backoff and without limit), not the client's
-            max_retries=0,
-            retry_on_timeout=False,
-            serializers={BULK_SERIALIZER.mimetype: BULK_SERIALIZER},
+        # retries with backoff are ours; the client only moves on to the next node
+        self._es = clients.async_elasticsearch_client(
+            config.connection, serializers={BULK_SERIALIZER.mimetype: BULK_SERIALIZER}
         )
-        self._retry = Retry(f"Elasticsearch at {config.url}", log, retry, is_transient=_transient)
+        self._retry = Retry(
+            f"Elasticsearch at {config.connection.shown}", log, retry, is_transient=_transient
+        )
         self._buffer: list[SinkRecord] = []
         self._template_ready = False
 
     async def start(self) -> None:
+        # a plaintext client on a TLS port sees only closed connections, as if the
+        # node were down: said once, at start, instead of retried for ever
+        refused = await asyncio.to_thread(clients.plaintext_on_tls, self._config.connection.urls)
+        if refused is not None:
+            raise refused
         await self.ensure_template()
+
+    async def _call(self, op: Callable[[], Awaitable[None]], action: str) -> None:
+        try:
+            await self._retry.call(op, action, self._abort)
+        except Exception as exc:
+            refused = clients.refusal(exc, "Elasticsearch")
+            if refused is None:
+                raise
+            raise refused from None
 
     async def ensure_template(self) -> None:
         """Install (or update) the index template before the first document is indexed."""
@@ -111,7 +128,7 @@ class ElasticsearchSink(Sink):
                 name=es_index.template_name(self._prefix), **body
             )
 
-        await self._retry.call(put, "installing the index template", self._abort)
+        await self._call(put, "installing the index template")
         self._template_ready = True
         log.info("index template %r installed for %s-*", self._prefix, self._prefix)
 
@@ -176,6 +193,11 @@ class ElasticsearchSink(Sink):
                     elif result is es_bulk.Outcome.HOLD:
                         retry_later.append(doc)
                         held.append(error)
+                    elif result is es_bulk.Outcome.REFUSED:
+                        raise clients.Refused(
+                            f"Elasticsearch does not allow the indexer to write {doc.index} "
+                            f"({error}); grant the privilege or fix CLICKFAN_INDEX_PREFIX"
+                        )
                     elif result is es_bulk.Outcome.REJECTED:
                         rejections.append(Rejection(doc.record, REJECTED_REASON, error))
             pending = retry_later
@@ -188,7 +210,7 @@ class ElasticsearchSink(Sink):
                 raise ItemsToRetry(f"{len(retry_later)} documents got 429/5xx")
 
         if docs:
-            await self._retry.call(attempt, f"bulk indexing {len(docs)} documents", self._abort)
+            await self._call(attempt, f"bulk indexing {len(docs)} documents")
         return rejections
 
     async def close(self, partitions: set[int]) -> None:

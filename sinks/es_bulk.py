@@ -25,9 +25,12 @@ class Outcome(Enum):
     INDEXED = "indexed"
     RETRY = "retry"  # 429 or 5xx: the cluster is busy or broken, try again later
     # The cluster's state refuses writes (index closed, write block, index missing with
-    # auto-create off, not authorized): not the document's fault, so it is held and
-    # retried until an operator fixes the cluster; it must not be dead-lettered.
+    # auto-create off): not the document's fault, so it is held and retried until an
+    # operator fixes the cluster; it must not be dead-lettered.
     HOLD = "hold"
+    # Our credentials may not write there (401, security_exception): no retry helps, the
+    # worker stops with the reason (offsets not committed); never dead-lettered.
+    REFUSED = "refused"
     REJECTED = "rejected"  # the document's fault (mapping, parsing, a field's value): DLQ
 
 
@@ -37,7 +40,6 @@ CLUSTER_STATE_ERRORS = frozenset(
         "index_closed_exception",
         "cluster_block_exception",
         "index_not_found_exception",
-        "security_exception",
     }
 )
 
@@ -54,7 +56,9 @@ def outcome(status: int, error_type: str = "") -> Outcome:
         return Outcome.INDEXED
     if status == 429 or status >= 500:
         return Outcome.RETRY
-    if status in (401, 403) or error_type in CLUSTER_STATE_ERRORS:
+    if status == 401 or error_type == "security_exception":
+        return Outcome.REFUSED
+    if status == 403 or error_type in CLUSTER_STATE_ERRORS:
         return Outcome.HOLD
     return Outcome.REJECTED
 

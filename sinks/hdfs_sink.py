@@ -24,16 +24,16 @@ import logging
 import posixpath
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import requests
-from hdfs import HdfsError, InsecureClient
+from hdfs import HdfsError
 from hdfs.client import _to_error
 
 from clickfan.events import encode_event
-from clickfan.sinks import hdfs_formats
+from clickfan.sinks import clients, hdfs_formats
 from clickfan.sinks.base import Sink, SinkRecord
 from clickfan.sinks.hdfs_fence import (
     TakeOverPlan,
@@ -65,11 +65,9 @@ class RollLimits:
 
 @dataclass(frozen=True)
 class HdfsConfig:
-    url: str  # WebHDFS, e.g. http://127.0.0.1:9870
-    user: str
+    connection: clients.WebHdfsConnection  # NameNodes (WebHDFS), user, CA, timeout of a call
     root: str  # the archive's folder
     roll: RollLimits
-    request_timeout_s: float  # one WebHDFS call
     format: str = hdfs_formats.DEFAULT  # of the files it writes; one of hdfs_layout.FORMATS
 
 
@@ -79,6 +77,9 @@ class Fenced(Exception):
 
 def _transient(exc: BaseException) -> bool:
     # NameNode or DataNode down, safe mode, a timeout: all wait for HDFS to recover.
+    # A refusal (permission denied, a certificate we do not trust) does not pass.
+    if clients.refusal(exc, "HDFS") is not None:
+        return False
     return isinstance(exc, HdfsError | requests.RequestException)
 
 
@@ -100,12 +101,22 @@ class HdfsSink(Sink):
         self._topic = topic
         self._abort = abort
         self._root = "/" + config.root.strip("/")
-        self._client = InsecureClient(
-            config.url, user=config.user, timeout=config.request_timeout_s
+        self._client = clients.webhdfs_client(config.connection)
+        self._retry = Retry(
+            f"HDFS at {config.connection.shown}", log, retry, is_transient=_transient
         )
-        self._retry = Retry(f"HDFS at {config.url}", log, retry, is_transient=_transient)
         self._assigned: set[int] = set()
         self._partitions: dict[int, _PartitionState] = {}
+
+    async def _call(self, op: Callable[[], Awaitable[T]], action: str, abort: asyncio.Event) -> T:
+        """Retry ``op`` while HDFS is down; a refusal stops the worker with its one line."""
+        try:
+            return await self._retry.call(op, action, abort)
+        except Exception as exc:
+            refused = clients.refusal(exc, f"HDFS (as user {self._config.connection.user})")
+            if refused is None:
+                raise
+            raise refused from None
 
     def _path(self, *parts: str) -> str:
         return posixpath.join(self._root, *parts)
@@ -279,7 +290,7 @@ class HdfsSink(Sink):
             self._move(temp_marker, marker)  # the commit point, fenced by its source
 
         what = f"partition {roll.partition} offsets {start}..{end}"
-        await self._retry.call(
+        await self._call(
             lambda: self._io(self._owned, state, write_and_commit), f"rolling {what}", self._abort
         )
         previous = state.committed_end
@@ -293,7 +304,7 @@ class HdfsSink(Sink):
                 stale = Marker(self._topic, roll.partition, previous)
                 self._client.delete(self._path(COMMITTED_DIR, stale.name))
 
-        await self._retry.call(
+        await self._call(
             lambda: self._io(self._owned, state, publish), f"publishing {what}", self._abort
         )
         log.debug("rolled %s into %d files", what, len(files))
@@ -358,7 +369,7 @@ class HdfsSink(Sink):
         try:
             # a retry after a failure starts over with a new owner folder, which
             # fences the one of the failed attempt like any other
-            state = await self._retry.call(
+            state = await self._call(
                 lambda: self._io(self._fence_and_recover, partition),
                 f"taking over partition {partition}",
                 self._abort,

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from clickfan import kafka_client
 from clickfan import settings as settings_module
 from clickfan.errors import ClickfanError
 from clickfan.settings import Settings
@@ -38,6 +39,12 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
             "CLICKFAN_KAFKA_PORTS).",
         ),
         click.option(
+            "--kafka-config",
+            type=click.Path(dir_okay=False),
+            help="Kafka client properties (Java format: SASL, TLS). Default: "
+            "CLICKFAN_KAFKA_CONFIG; on a secure local stack the worker's own user.",
+        ),
+        click.option(
             "--loglevel", type=click.Choice(_LOGLEVELS), help=_help("", "worker_loglevel")
         ),
     ]
@@ -46,15 +53,21 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
     return fn
 
 
-def _start(kind: str, settings: Settings, bootstrap_servers: str | None) -> None:
+def _start(
+    kind: str, settings: Settings, bootstrap_servers: str | None, kafka_config: str | None
+) -> None:
     # Faust and the sinks are imported only when a worker really starts.
     from clickfan.streams import es_indexer, faust_compat, hdfs_archiver, runtime
 
     faust_compat.check_version()
     faust_compat.read_any_header_keys()
-    bootstrap = bootstrap_servers or settings.bootstrap_servers
+    settings = kafka_client.use(
+        settings, "es-indexer" if kind == "es" else "hdfs-archiver", kafka_config
+    )
+    bootstrap = kafka_client.bootstrap(settings, bootstrap_servers)
     runtime.setup_logging(settings.worker_loglevel, settings.sink_log_interval_s)
-    runtime.check_topics(bootstrap, settings.topic, settings.dlq_topic)
+    group = settings.es_group if kind == "es" else settings.hdfs_group
+    runtime.check_topics(bootstrap, settings.topic, settings.dlq_topic, group=group)
     module = es_indexer if kind == "es" else hdfs_archiver
     module.create_worker(settings, bootstrap).run()
 
@@ -72,6 +85,7 @@ def es(
     dlq_topic: str | None,
     group: str | None,
     bootstrap_servers: str | None,
+    kafka_config: str | None,
     loglevel: str | None,
     index_prefix: str | None,
 ) -> None:
@@ -87,7 +101,7 @@ def es(
         es_index.check_prefix(settings.index_prefix)
     except ValueError as exc:
         raise ClickfanError(str(exc), exit_code=2) from None
-    _start("es", settings, bootstrap_servers)
+    _start("es", settings, bootstrap_servers, kafka_config)
 
 
 @worker.command("hdfs")
@@ -123,6 +137,7 @@ def hdfs(
     dlq_topic: str | None,
     group: str | None,
     bootstrap_servers: str | None,
+    kafka_config: str | None,
     loglevel: str | None,
     hdfs_root: str | None,
     hdfs_format: str | None,
@@ -144,4 +159,4 @@ def hdfs(
     )
     if not settings.hdfs_root.startswith("/"):
         raise ClickfanError(f"--hdfs-root must be absolute; got {settings.hdfs_root!r}", 2)
-    _start("hdfs", settings, bootstrap_servers)
+    _start("hdfs", settings, bootstrap_servers, kafka_config)

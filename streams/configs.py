@@ -7,6 +7,7 @@ uses, so a sink can be built and tested without the whole configuration.
 from __future__ import annotations
 
 from clickfan.settings import Settings
+from clickfan.sinks import clients
 from clickfan.sinks.elasticsearch_sink import ElasticsearchConfig
 from clickfan.sinks.hdfs_sink import HdfsConfig, RollLimits
 from clickfan.sinks.retry import RetryPolicy
@@ -23,10 +24,9 @@ def retry_policy(settings: Settings) -> RetryPolicy:
 
 def elasticsearch(settings: Settings) -> ElasticsearchConfig:
     return ElasticsearchConfig(
-        url=settings.es_url,
+        connection=clients.elasticsearch_connection(settings, indexer=True),
         index_prefix=settings.index_prefix,
         bulk_bytes=settings.es_bulk_bytes,
-        request_timeout_s=settings.sink_request_timeout_s,
         index_shards=settings.es_index_shards,
         index_replicas=settings.es_index_replicas,
     )
@@ -34,14 +34,12 @@ def elasticsearch(settings: Settings) -> ElasticsearchConfig:
 
 def hdfs(settings: Settings) -> HdfsConfig:
     return HdfsConfig(
-        url=settings.webhdfs_url,
-        user=settings.hdfs_user,
+        connection=clients.webhdfs_connection(settings, archiver=True),
         root=settings.hdfs_root,
         roll=RollLimits(
             records=settings.hdfs_roll_records,
             bytes=settings.hdfs_roll_bytes,
             seconds=settings.hdfs_roll_s,
         ),
-        request_timeout_s=settings.sink_request_timeout_s,
         format=settings.hdfs_format,
     )

@@ -47,6 +47,7 @@ from aiokafka.errors import KafkaError, KafkaTimeoutError
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka import KafkaError as ConfluentKafkaError
 
+from clickfan import kafka_client
 from clickfan.errors import ClickfanError
 from clickfan.sinks.base import Rejection
 from clickfan.sinks.retry import Retry, RetryPolicy
@@ -236,7 +237,7 @@ class DeadLetterLog:
         self._partitions: int | None = None
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap_servers,
+                **kafka_client.confluent(bootstrap_servers),
                 "group.id": f"{group}.dlq-reader",  # never joins or commits
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,

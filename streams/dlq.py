@@ -22,6 +22,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from clickfan import kafka_client
 from clickfan.errors import ClickfanError
 from clickfan.streams import deadletter as dl
 
@@ -220,7 +221,7 @@ class DlqReader:
         self._topic = topic
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap_servers,
+                **kafka_client.confluent(bootstrap_servers),
                 "group.id": "clickfan-dlq-reader",  # assign() only: never joins or commits
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
@@ -253,7 +254,11 @@ class DlqReader:
     def committed(self, group: str, partitions: list[int]) -> dict[int, int]:
         """Partition -> ``group``'s committed offset on the DLQ (absent: none)."""
         reader = Consumer(
-            {"bootstrap.servers": self._bootstrap, "group.id": group, "enable.auto.commit": False}
+            {
+                **kafka_client.confluent(self._bootstrap),
+                "group.id": group,
+                "enable.auto.commit": False,
+            }
         )
         try:
             tps = [TopicPartition(self._topic, p) for p in partitions]
@@ -265,7 +270,11 @@ class DlqReader:
         """Commit ``offsets`` for ``group`` without joining it. A member of it that was
         killed holds it until its session times out: waits for that, up to ``wait_s``."""
         writer = Consumer(
-            {"bootstrap.servers": self._bootstrap, "group.id": group, "enable.auto.commit": False}
+            {
+                **kafka_client.confluent(self._bootstrap),
+                "group.id": group,
+                "enable.auto.commit": False,
+            }
         )
         deadline = time.monotonic() + wait_s
         try:

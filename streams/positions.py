@@ -15,6 +15,8 @@ from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from clickfan import kafka_client
+
 T = TypeVar("T")
 PATIENCE_S = 60.0  # a broker restarting, a leader moving: ask again for this long
 
@@ -40,7 +42,7 @@ class BrokerPositions:
         # of open and aborted transactions included)
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap_servers,
+                **kafka_client.confluent(bootstrap_servers),
                 "group.id": group,
                 "enable.auto.commit": False,
                 "isolation.level": "read_uncommitted",

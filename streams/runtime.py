@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from typing import NoReturn, ParamSpec
 
 import faust
-from confluent_kafka import KafkaException
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException
 from confluent_kafka.admin import AdminClient
 
+from clickfan import kafka_client
 from clickfan.errors import ClickfanError
 from clickfan.settings import Settings
 from clickfan.sinks.base import Aborted, DeadLetterFn, Sink, SinkRecord
@@ -89,6 +90,8 @@ def make_app(settings: Settings, group: str, bootstrap_servers: str) -> faust.Ap
         # a dead letter that cannot be sent fails within this (Faust's default: 20 min),
         # so the worker says why long before anyone wonders
         producer_request_timeout=settings.sink_request_timeout_s,
+        # SASL and TLS from the worker's client config (kafka_client.activate); None: plaintext
+        broker_credentials=kafka_client.active().faust_credentials(),
     )
 
 
@@ -97,22 +100,62 @@ def source_topic(app: faust.App, name: str) -> faust.TopicT:
     return app.topic(name, key_serializer="raw", value_serializer="raw", acks=False)
 
 
-def check_topics(bootstrap_servers: str, *topics: str) -> None:
-    """Fail with a clear message when Kafka is unreachable or a topic is missing."""
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+def check_topics(bootstrap_servers: str, *topics: str, group: str | None = None) -> None:
+    """Fail with one clear line when Kafka is unreachable or refuses this worker, or a
+    topic is missing: before Faust starts, whose client would retry a refusal forever.
+
+    Refusals: credentials (authentication), TLS (an unknown CA, an expired
+    certificate), a plaintext client on a TLS port, a topic or ``group`` the ACLs
+    do not grant (a worker started with another group's id).
+    """
+    identity = kafka_client.active()
+    watch = kafka_client.RefusalWatch(identity.security_protocol)
+    admin = AdminClient(
+        kafka_client.confluent(bootstrap_servers, {"error_cb": watch.error_cb, "logger": watch.log})
+    )
+    who = f"user {identity.username!r}" if identity.username else "this worker"
+
+    def refused(reason: str) -> ClickfanError:
+        return ClickfanError(f"Kafka refused {who}: {reason}")
+
     try:
         metadata = admin.list_topics(timeout=10)
     except KafkaException as exc:
+        admin.poll(0.5)  # serves the error and log callbacks
+        reason = watch.reason or watch.hint
+        if reason is not None:
+            raise refused(reason) from None
         raise ClickfanError(
             f"cannot reach Kafka at {bootstrap_servers} ({exc.args[0].str()}); start the "
             "stack with `clickfan up` or pass --bootstrap-servers"
         ) from None
-    missing = [t for t in topics if t not in metadata.topics]
+    missing = []
+    for topic in topics:
+        if topic in metadata.topics:
+            continue
+        # asked by name: a topic the ACLs hide answers TOPIC_AUTHORIZATION_FAILED
+        error = admin.list_topics(topic, timeout=10).topics[topic].error
+        reason = kafka_client.refusal(error.name(), error.str()) if error is not None else None
+        if reason is not None:
+            raise refused(f"topic {topic}: {reason}")
+        missing.append(topic)
     if missing:
         raise ClickfanError(
             f"topic(s) {', '.join(missing)} do not exist on {bootstrap_servers}; "
             "`clickfan up` creates the pipeline's topics, create others before starting a worker"
         )
+    if group is not None:
+        request = [ConsumerGroupTopicPartitions(group)]
+        try:
+            admin.list_consumer_group_offsets(request, request_timeout=30)[group].result()
+        except KafkaException as exc:
+            error = exc.args[0]
+            reason = kafka_client.refusal(error.name(), error.str())
+            if reason is not None:
+                raise refused(f"consumer group {group}: {reason}") from None
+            raise ClickfanError(
+                f"cannot read the committed offsets of group {group}: {error.str()}"
+            ) from None
 
 
 class _OncePerInterval(logging.Filter):

@@ -5,7 +5,10 @@ test gets its own topic, dead-letter topic, consumer groups, index prefix and
 HDFS folder (`names`) instead of restarting services: six JVMs share two cores.
 
     pytest --stack=native    # default: `clickfan up` on this machine
-    pytest --stack=external  # services already running (e.g. `clickfan up` by hand)
+    pytest --stack=external  # services already running (e.g. `clickfan up` by hand), or
+                             # clusters given by CLICKFAN_* (README "Your own clusters":
+                             # CLICKFAN_ES_URLS, _ES_API_KEY_FILE, _ES_CA_CERT,
+                             # CLICKFAN_WEBHDFS_URLS, _HDFS_USER, ...)
     pytest --stack=docker    # compose/docker-compose.yml via pytest-docker
 """
 
@@ -24,6 +27,7 @@ from rich.console import Console
 from clickfan.compose.native import stack as native_stack
 from clickfan.compose.native.process import port_is_free
 from clickfan.settings import Settings, load
+from clickfan.sinks import clients
 from tests.support import Names, ServiceControl, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +39,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=("native", "external", "docker"),
         default="native",
         help="how the integration tests reach Kafka, Elasticsearch and HDFS",
+    )
+    parser.addoption(
+        "--secure-es-hdfs",
+        action="store_true",
+        help="also run tests/integration/test_secure_es_hdfs.py: it starts its own secure "
+        "Elasticsearch and HDFS (TLS, users, permissions) beside the stack, and stops them",
     )
     parser.addoption(
         "--keep-stack",
@@ -135,16 +145,18 @@ def _answers(settings: Settings) -> bool:
         brokers = native_stack.admin_client(settings.bootstrap_servers).list_topics(timeout=5)
         if len(brokers.brokers) < len(settings.kafka_ports):
             return False
-        health = requests.get(f"{settings.es_url}/_cluster/health", timeout=5).json()
+        es = clients.elasticsearch_http(clients.elasticsearch_connection(settings))
+        health = es.get("/_cluster/health", timeout=5).json()
         if health.get("status") not in ("green", "yellow"):
             return False
-        datanodes = requests.get(
-            f"{settings.webhdfs_url}/jmx",
+        namenodes = clients.webhdfs_http(clients.webhdfs_connection(settings))
+        datanodes = namenodes.get(
+            "/jmx",
             params={"qry": "Hadoop:service=NameNode,name=FSNamesystemState"},
             timeout=5,
         ).json()["beans"][0]
-        safe_mode = requests.get(
-            f"{settings.webhdfs_url}/jmx",
+        safe_mode = namenodes.get(
+            "/jmx",
             params={"qry": "Hadoop:service=NameNode,name=NameNodeInfo"},
             timeout=5,
         ).json()["beans"][0]["Safemode"]
@@ -197,10 +209,11 @@ def _remove_test_data(settings: Settings, test_names: Names) -> None:
         with contextlib.suppress(KafkaException):
             future.result()
     with contextlib.suppress(requests.RequestException):
-        requests.delete(f"{settings.es_url}/{test_names.index_prefix}*", timeout=30)
+        es = clients.elasticsearch_http(clients.elasticsearch_connection(settings))
+        es.delete(f"/{test_names.index_prefix}*", timeout=30)
     with contextlib.suppress(requests.RequestException):
-        requests.delete(
-            f"{settings.webhdfs_url}/webhdfs/v1{test_names.hdfs_root}",
-            params={"op": "DELETE", "recursive": "true", "user.name": settings.hdfs_user},
+        clients.webhdfs_http(clients.webhdfs_connection(settings)).delete(
+            f"/webhdfs/v1{test_names.hdfs_root}",
+            params={"op": "DELETE", "recursive": "true"},
             timeout=30,
         )

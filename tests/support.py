@@ -24,6 +24,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from rich.console import Console
 
+from clickfan import kafka_client
 from clickfan.compose.native import stack as native_stack
 from clickfan.settings import Settings
 
@@ -142,7 +143,7 @@ class Record:
 def _consumer(bootstrap_servers: str, group: str | None = None, **config: object) -> Consumer:
     return Consumer(
         {
-            "bootstrap.servers": bootstrap_servers,
+            **kafka_client.confluent(bootstrap_servers),  # SASL/TLS on a secure stack
             "group.id": group or f"tests-reader-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",

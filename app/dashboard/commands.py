@@ -21,6 +21,7 @@ from clickfan.app.demo import AppProcess
 from clickfan.compose.native import process, stack
 from clickfan.errors import ClickfanError
 from clickfan.lagmon import config as lagconfig
+from clickfan.lagmon.httpauth import HttpSecurity
 from clickfan.lagmon.monitor import Monitor
 from clickfan.settings import Settings, load
 
@@ -49,6 +50,9 @@ class Running:
 
 
 async def _start(settings: Settings, apps: ManagedApps, host: str, port: int) -> Running:
+    # beyond 127.0.0.1 only with a token, checked on every request; HTTPS if configured
+    security = HttpSecurity.of(settings, "dashboard")
+    security.check_exposure(host)
     if not process.port_is_free(host, port):
         raise ClickfanError(
             f"cannot serve the dashboard on {host}:{port}: the port is taken by "
@@ -74,10 +78,12 @@ async def _start(settings: Settings, apps: ManagedApps, host: str, port: int) ->
         },
         parts=(dead_letters, AnalysisPanel(settings)),
     )
-    runner = web.AppRunner(dashboard.app(), access_log=None)
+    app = dashboard.app()
+    security.protect(app)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, ssl_context=security.ssl_context()).start()
     except OSError as exc:
         await runner.cleanup()
         raise ClickfanError(
@@ -86,7 +92,9 @@ async def _start(settings: Settings, apps: ManagedApps, host: str, port: int) ->
         ) from None
     monitor.start()
     reader.start()
-    return Running(f"http://{host}:{port}/", monitor, reader, runner, asyncio.get_running_loop())
+    return Running(
+        f"{security.scheme}://{host}:{port}/", monitor, reader, runner, asyncio.get_running_loop()
+    )
 
 
 def _services(settings: Settings) -> dict[str, bool] | None:

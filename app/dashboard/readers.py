@@ -19,6 +19,7 @@ import requests
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from clickfan import kafka_client
 from clickfan.app.dashboard.state import (
     ElasticInfo,
     GroupReading,
@@ -32,6 +33,7 @@ from clickfan.lagmon.cluster import KafkaCluster
 from clickfan.lagmon.monitor import Monitor
 from clickfan.lagmon.protocol import Status
 from clickfan.settings import Settings
+from clickfan.sinks import clients
 from clickfan.streams.deadletter import GROUP as DLQ_GROUP_HEADER
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,7 @@ class DeadLetterCounter:
     def _run(self) -> None:
         consumer = Consumer(
             {
-                "bootstrap.servers": self._bootstrap,
+                **kafka_client.confluent(self._bootstrap),
                 "group.id": "clickfan-dashboard-unused",  # required; assign() never joins it
                 "enable.auto.commit": False,
                 "log_level": 0,
@@ -116,7 +118,9 @@ class PipelineReader:
         self.kafka = KafkaCluster(monitor.config.cluster(cluster), timeout_s=KAFKA_TIMEOUT_S)
         self.broker_ids = [b.node_id for b in kafka_brokers(settings)]
         self.dlq = DeadLetterCounter(settings.bootstrap_servers, settings.dlq_topic)
-        self.http = requests.Session()
+        # the clusters' own addresses, credentials and CA (sinks/clients.py)
+        self.es = clients.elasticsearch_http(clients.elasticsearch_connection(settings))
+        self.webhdfs = clients.webhdfs_http(clients.webhdfs_connection(settings))
         self.roles = {settings.es_group: "indexer", settings.hdfs_group: "archiver"}
 
     def read(self) -> Reading:
@@ -206,10 +210,10 @@ class PipelineReader:
         s = self.settings
         pattern = f"{s.index_prefix}-*"
         try:
-            count = self.http.get(f"{s.es_url}/{pattern}/_count", timeout=HTTP_TIMEOUT_S)
+            count = self.es.get(f"/{pattern}/_count", timeout=HTTP_TIMEOUT_S)
             count.raise_for_status()
-            cat = self.http.get(
-                f"{s.es_url}/_cat/indices/{pattern}",
+            cat = self.es.get(
+                f"/_cat/indices/{pattern}",
                 params={"format": "json", "h": "index,docs.count"},
                 timeout=HTTP_TIMEOUT_S,
             )
@@ -221,10 +225,9 @@ class PipelineReader:
             return None
 
     def _webhdfs(self, path: str, op: str) -> dict:
-        s = self.settings
-        response = self.http.get(
-            f"{s.webhdfs_url}/webhdfs/v1{path}",
-            params={"op": op, "user.name": s.hdfs_user},
+        response = self.webhdfs.get(
+            f"/webhdfs/v1{path}",
+            params={"op": op},
             timeout=HTTP_TIMEOUT_S,
         )
         response.raise_for_status()
@@ -269,7 +272,8 @@ class PipelineReader:
     def stop(self) -> None:
         self.dlq.stop()
         with contextlib.suppress(Exception):
-            self.http.close()
+            self.es.close()
+            self.webhdfs.close()
 
 
 def _short(exc: Exception) -> str:

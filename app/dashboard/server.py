@@ -215,7 +215,7 @@ class Dashboard:
         if request.host not in hosts:
             raise Refused(f"unexpected Host {request.host!r}: open the page on 127.0.0.1", 403)
         origin = request.headers.get("Origin")
-        if origin is not None and origin != f"http://{request.host}":
+        if origin is not None and origin != f"{request.scheme}://{request.host}":
             raise Refused(f"cross-site request from {origin!r} refused", 403)
         token = request.headers.get("X-Clickfan-Token")
         if not token:

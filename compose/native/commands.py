@@ -8,6 +8,7 @@ import sys
 import click
 from rich.console import Console
 
+from clickfan import kafka_client
 from clickfan.compose.native import hosts, stack, tools
 from clickfan.settings import load
 
@@ -36,7 +37,13 @@ err = Console(stderr=True)
 @click.option(
     "--kafka-only",
     is_flag=True,
-    help="With --hosts: only the three brokers, no Elasticsearch or HDFS.",
+    help="Only the three brokers, no Elasticsearch or HDFS.",
+)
+@click.option(
+    "--secure",
+    is_flag=True,
+    help="The secure profile: SASL_SSL Kafka with ACLs, TLS and credentials everywhere "
+    "(certificates and passwords under <home>/secure). Same as CLICKFAN_SECURE=1.",
 )
 def up(
     fresh: bool,
@@ -44,13 +51,16 @@ def up(
     with_: str | None,
     as_hosts: bool,
     kafka_only: bool,
+    secure: bool,
 ) -> None:
     """Start Kafka (3 brokers, KRaft), Elasticsearch and HDFS natively, and wait until healthy."""
     settings = load()
+    if secure:
+        settings = settings.with_overrides(secure=True)
+    if settings.secure and (as_hosts or extra_cluster):
+        raise click.UsageError("--secure does not go with --hosts or --extra-cluster yet")
     optional = stack.parse_with(with_) if with_ is not None else ()
     stack.check_installed(settings, optional)
-    if kafka_only and not as_hosts:
-        raise click.UsageError("--kafka-only goes with --hosts")
     if as_hosts:
         hosts.check_can_run()
     if fresh:
@@ -61,11 +71,17 @@ def up(
         stack.up_optional(settings, optional, err)
         return
     hosts.clean_leftovers(settings, err)
-    started = stack.up(settings, err, extra_cluster=extra_cluster)
+    started = stack.up(settings, err, extra_cluster=extra_cluster, kafka_only=kafka_only)
     started += stack.up_optional(settings, optional, err)
     if started:
         statuses, cluster = stack.status(settings)
         err.print(stack.status_table(statuses))
+        if settings.secure:
+            err.print(
+                f"Kafka (SASL_SSL): one client file per user in "
+                f"{kafka_client.clients_dir(settings)} (--kafka-config FILE, or "
+                "`clickfan kafka TOOL --command-config FILE`)"
+            )
         err.print(
             f"Kafka: {settings.bootstrap_servers}   Elasticsearch: {settings.es_url}   "
             f"HDFS: {settings.webhdfs_url} (WebHDFS), "
@@ -87,6 +103,7 @@ def down(wipe: bool) -> None:
 def status(as_json: bool) -> None:
     """Show every service: pid, ports, health, memory, log. Exit code 0 only if all are healthy."""
     settings = load()
+    stack.activate_admin(settings)
     if hosts.active(settings):
         statuses, cluster = hosts.status(settings)
     else:
@@ -104,7 +121,9 @@ def status(as_json: bool) -> None:
 @click.argument("service")
 def start(service: str) -> None:
     """Start one service (e.g. kafka-2) and wait until it is healthy."""
-    stack.start_one(load(), service, err)
+    settings = load()
+    stack.activate_admin(settings)
+    stack.start_one(settings, service, err)
 
 
 @click.command()
@@ -162,8 +181,13 @@ def serve(service: str) -> None:
     default=0,
     help="Seconds to wait for every broker to join the cluster first.",
 )
-def ensure_topics(wait_s: float) -> None:
+@click.option(
+    "--kafka-config",
+    type=click.Path(dir_okay=False),
+    help="Kafka client properties (Java format: SASL, TLS). Default: CLICKFAN_KAFKA_CONFIG.",
+)
+def ensure_topics(wait_s: float, kafka_config: str | None) -> None:
     """Create the pipeline's topics unless they exist (as `up` does)."""
-    settings = load()
+    settings = kafka_client.use(load(), "admin", kafka_config)
     stack.wait_for_brokers(settings, wait_s, err)
-    stack.ensure_topics(settings, err)
+    stack.ensure_topics(settings, err, bootstrap=kafka_client.bootstrap(settings))

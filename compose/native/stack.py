@@ -24,7 +24,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from clickfan.compose.native import artifacts, process
+from clickfan import kafka_client
+from clickfan.compose.native import artifacts, kafka_acls, process
 from clickfan.compose.native.java import check_java
 from clickfan.compose.native.services import (
     Probe,
@@ -33,7 +34,12 @@ from clickfan.compose.native.services import (
     core_services,
     optional_services,
 )
-from clickfan.compose.native.services.kafka import KafkaBroker, extra_kafka_broker
+from clickfan.compose.native.services.kafka import (
+    KafkaBroker,
+    extra_kafka_broker,
+    kafka_brokers,
+    write_client_files,
+)
 from clickfan.errors import ClickfanError
 from clickfan.settings import Settings
 
@@ -61,7 +67,30 @@ def _quiet_logger() -> logging.Logger:
 
 
 def admin_client(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap, "logger": _quiet_logger()})
+    """An admin client under this process's Kafka identity (kafka_client.activate)."""
+    return AdminClient(kafka_client.confluent(bootstrap, {"logger": _quiet_logger()}))
+
+
+def activate_admin(settings: Settings) -> None:
+    """Stack commands talk to a secure stack as `admin` (or as CLICKFAN_KAFKA_CONFIG says)."""
+    if settings.secure or settings.kafka_config:
+        kafka_client.activate(kafka_client.for_role(settings, "admin"))
+
+
+def prepare_secure(settings: Settings) -> None:
+    """Before a secure start: the home must be secure throughout, and its files in place."""
+    formatted = [
+        b.name for b in kafka_brokers(settings) if (b.log_dir / "meta.properties").exists()
+    ]
+    if formatted and not settings.secure_marker.exists():
+        raise ClickfanError(
+            f"{', '.join(formatted)} were formatted without --secure (no SCRAM users): run "
+            "`clickfan up --secure --fresh`, or use another CLICKFAN_HOME"
+        )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.secure_marker.write_text("written by `clickfan up --secure`\n")
+    write_client_files(settings, settings.bootstrap_servers)
+    activate_admin(settings)
 
 
 def kafka_cluster_probe(brokers: list[KafkaBroker]) -> Probe:
@@ -160,10 +189,17 @@ def fetch_artifacts(settings: Settings, console: Console) -> None:
         artifacts.ensure(artifact, console)
 
 
-def up(settings: Settings, console: Console, extra_cluster: bool = False) -> list[str]:
-    """Start what is not running, wait until all is healthy. Returns the names started."""
+def up(
+    settings: Settings, console: Console, extra_cluster: bool = False, kafka_only: bool = False
+) -> list[str]:
+    """Start what is not running, wait until all is healthy. Returns the names started.
+
+    ``kafka_only``: the brokers alone (no Elasticsearch, no HDFS).
+    """
     java = check_java(settings)
-    services = all_services(settings, extra_cluster)
+    if settings.secure:
+        prepare_secure(settings)  # before the health check below: it talks as admin
+    services = kafka_brokers(settings) if kafka_only else all_services(settings, extra_cluster)
     to_start = [s for s in services if running_pid(s) is None]
     if not to_start and _all_healthy(services):
         console.print("[green]The stack is already up and healthy; nothing changed.[/]")
@@ -178,8 +214,18 @@ def up(settings: Settings, console: Console, extra_cluster: bool = False) -> lis
             service.prepare(java)
             started[service.name] = process.start(service.launch_spec(java))
         _wait_healthy(settings, services, console)
-        _check_webhdfs(settings)
+        for service in services:
+            service.after_healthy()
+        if not kafka_only:
+            _check_webhdfs(settings)
         ensure_topics(settings, console)
+        if settings.secure:
+            kafka_acls.apply(
+                admin_client(settings.bootstrap_servers),
+                kafka_acls.pipeline_acls(
+                    settings.topic, settings.dlq_topic, settings.es_group, settings.hdfs_group
+                ),
+            )
         if extra_cluster:
             ensure_topics(
                 settings,
@@ -268,10 +314,11 @@ def log_tail(service: Service, lines: int) -> str:
 
 def _check_webhdfs(settings: Settings) -> None:
     """A real write and read through WebHDFS, as the sinks will do it."""
-    from hdfs import InsecureClient
     from hdfs.util import HdfsError
 
-    client = InsecureClient(settings.webhdfs_url, user=settings.hdfs_user, timeout=10)
+    from clickfan.sinks import clients
+
+    client = clients.webhdfs_client(clients.webhdfs_connection(settings, timeout_s=10))
     path = f"/tmp/clickfan-health/{uuid.uuid4().hex}"
     payload = b"clickfan health check"
     deadline = time.monotonic() + 30
@@ -441,6 +488,7 @@ def start_one(settings: Settings, name: str, console: Console) -> None:
             if time.monotonic() > deadline:
                 _fail(service, f"not healthy after {settings.start_timeout_s:.0f}s")
             time.sleep(POLL_S)
+        service.after_healthy()
     console.print(f"[green]{name} is up[/] (pid {pid}).")
 
 

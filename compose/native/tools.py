@@ -36,6 +36,7 @@ KAFKA_TOOLS = {
     "kafka-dump-log": "kafka.tools.DumpLogSegments",
     "kafka-features": "org.apache.kafka.tools.FeatureCommand",
     "kafka-storage": "kafka.tools.StorageTool",
+    "kafka-acls": "org.apache.kafka.tools.AclCommand",
 }
 
 # first argument of `hdfs` -> main class, as Hadoop's bin/hdfs maps them

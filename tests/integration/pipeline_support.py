@@ -17,7 +17,7 @@ from hdfs import InsecureClient
 
 from clickfan.generators.producer import ClickProducer, ProduceSummary
 from clickfan.settings import Settings
-from clickfan.sinks import hdfs_read
+from clickfan.sinks import clients, hdfs_read
 from clickfan.sinks.hdfs_layout import TMP_DIR, bucket
 from clickfan.sinks.hdfs_read import ArchivedFile
 from tests.support import (
@@ -107,7 +107,7 @@ def source_of(dead_letter: Record) -> tuple[int, int]:
 
 
 def es_client(settings: Settings) -> Elasticsearch:
-    return Elasticsearch(settings.es_url, request_timeout=60)
+    return clients.elasticsearch_client(clients.elasticsearch_connection(settings, timeout_s=60))
 
 
 def es_ids(settings: Settings, names: Names) -> Counter[str]:
@@ -133,7 +133,7 @@ def es_count(settings: Settings, names: Names) -> int:
 
 
 def hdfs_client(settings: Settings) -> InsecureClient:
-    return InsecureClient(settings.webhdfs_url, user=settings.hdfs_user)
+    return clients.webhdfs_client(clients.webhdfs_connection(settings))
 
 
 def read_archive(settings: Settings, root: str) -> list[ArchivedFile]:

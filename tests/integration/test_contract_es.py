@@ -15,13 +15,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from elasticsearch import Elasticsearch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clickfan.events import event_time_utc, validate_event
 from clickfan.settings import Settings
-from clickfan.sinks import es_index
+from clickfan.sinks import clients, es_index
 from tests.event_strategies import edge_events, json_values
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -43,7 +42,7 @@ def _millis(event_time: str) -> int:
 def test_elasticsearch_takes_every_valid_event_and_reads_its_time_as_we_do(
     stack: Settings,
 ) -> None:
-    es = Elasticsearch(stack.es_url, request_timeout=60)
+    es = clients.elasticsearch_client(clients.elasticsearch_connection(stack, timeout_s=60))
     index = f"h4c{uuid.uuid4().hex[:10]}-contract"
     es.indices.create(
         index=index,

@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from confluent_kafka import Producer
-from elasticsearch import Elasticsearch
 
 from clickfan.settings import Settings
 from tests.integration import pipeline_support as ps
@@ -133,7 +132,7 @@ def test_inspect_redrive_after_a_fix_and_purge(
     stack: Settings, names: Names, tmp_path: Path
 ) -> None:
     index = f"{names.index_prefix}-{DAY:%Y.%m.%d}"
-    with Elasticsearch(stack.es_url) as es:
+    with ps.es_client(stack) as es:
         es.indices.create(
             index=index,
             settings={"number_of_shards": 1, "number_of_replicas": 0},
@@ -183,7 +182,7 @@ def test_inspect_redrive_after_a_fix_and_purge(
         assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
 
     # the fix, then a re-drive killed half-way and run again: every document, once
-    with Elasticsearch(stack.es_url) as es:
+    with ps.es_client(stack) as es:
         es.indices.delete(index=index)
     half_way, out = _redrive_killed_half_way(stack, names, env, names.es_group, tmp_path / "es.log")
     print(f"es re-drive: killed half-way: {half_way}; then: {out.strip()}")
@@ -250,7 +249,7 @@ def test_a_redrive_into_a_sink_that_is_down_holds_then_finishes(
     stack: Settings, names: Names, tmp_path: Path
 ) -> None:
     index = f"{names.index_prefix}-{DAY:%Y.%m.%d}"
-    with Elasticsearch(stack.es_url) as es:
+    with ps.es_client(stack) as es:
         es.indices.create(
             index=index,
             settings={"number_of_shards": 1, "number_of_replicas": 0},
@@ -271,7 +270,7 @@ def test_a_redrive_into_a_sink_that_is_down_holds_then_finishes(
     finally:
         worker.stop()
     assert _summary(env)[names.es_group]["es_rejected"]["count"] == len(valid)
-    with Elasticsearch(stack.es_url) as es:
+    with ps.es_client(stack) as es:
         es.indices.delete(index=index)
 
     # Elasticsearch unreachable (nothing listens on its port): the re-drive holds

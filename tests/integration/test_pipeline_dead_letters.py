@@ -14,7 +14,6 @@ import uuid
 from pathlib import Path
 
 from confluent_kafka import Producer
-from elasticsearch import Elasticsearch
 
 from clickfan.events import decode_event, encode_event
 from clickfan.generators.bad_records import BAD_KINDS
@@ -33,7 +32,7 @@ def _produce_es_rejects(
     """Valid events of a day whose index exists already with ``city`` mapped as a number
     (made before the indexer installs its template), so Elasticsearch refuses each as a
     mapping error, the document's fault: event_id -> (partition, offset)."""
-    with Elasticsearch(stack.es_url) as es:
+    with ps.es_client(stack) as es:
         es.indices.create(
             index=f"{names.index_prefix}-2000.01.01",
             settings={"number_of_shards": 1, "number_of_replicas": 0},

@@ -24,7 +24,7 @@ def test_every_numeric_setting_has_a_range() -> None:
         if isinstance(f.default, int | float | tuple) and "allowed" not in f.metadata
     ]
     # booleans are read strictly (true/false) instead
-    assert unchecked == ["produce_idempotence"]
+    assert unchecked == ["secure", "produce_idempotence"]
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import pytest
 from clickfan.events import FIELD_NAMES
 from clickfan.sinks import es_bulk, es_index
 from clickfan.sinks.base import Rejection, SinkRecord
+from clickfan.sinks.clients import ElasticsearchConnection, Refused
 from clickfan.sinks.elasticsearch_sink import ElasticsearchConfig, ElasticsearchSink
 from clickfan.sinks.retry import RetryPolicy
 
@@ -111,8 +112,9 @@ def _item(status: int, error_type: str | None = None, reason: str = "why") -> di
         (_item(400, "index_closed_exception"), es_bulk.Outcome.HOLD),
         (_item(403, "cluster_block_exception"), es_bulk.Outcome.HOLD),
         (_item(404, "index_not_found_exception"), es_bulk.Outcome.HOLD),
-        (_item(401, "security_exception"), es_bulk.Outcome.HOLD),
-        (_item(403, "security_exception"), es_bulk.Outcome.HOLD),
+        # our credentials may not write there: the worker stops with the reason
+        (_item(401, "security_exception"), es_bulk.Outcome.REFUSED),
+        (_item(403, "security_exception"), es_bulk.Outcome.REFUSED),
         # busy or broken: retried
         (_item(429, "es_rejected_execution_exception"), es_bulk.Outcome.RETRY),
         (_item(429, "cluster_block_exception"), es_bulk.Outcome.RETRY),  # flood-stage disk
@@ -153,7 +155,8 @@ def _sink(answer: Callable[[int, dict[str, Any]], dict[str, Any]]) -> tuple[Any,
     async def dead_letter(rejections: Sequence[Rejection]) -> None:
         dead.extend(rejections)
 
-    config = ElasticsearchConfig("http://127.0.0.1:1", "clicks", 1 << 20, 1.0, 1, 0)
+    connection = ElasticsearchConnection(("http://127.0.0.1:1",), request_timeout_s=1.0)
+    config = ElasticsearchConfig(connection, "clicks", 1 << 20, 1, 0)
     policy = RetryPolicy(initial_s=0.001, max_s=0.002, log_interval_s=60)
     sink = ElasticsearchSink(config, policy, dead_letter, asyncio.Event())
     sink._es = FakeBulk(answer)  # type: ignore[assignment]
@@ -194,3 +197,21 @@ def test_a_documents_fault_is_dead_lettered_and_the_rest_indexed() -> None:
     assert asyncio.run(scenario()) == {0: 3}
     assert [(r.record.offset, r.reason) for r in dead] == [(1, "es_rejected")]
     assert "failed to parse field [ip]" in dead[0].message
+
+
+def test_an_item_our_key_may_not_write_stops_the_worker_with_the_reason() -> None:
+    # a 403 security_exception on an item: not the document's fault, not a passing state
+    def answer(call: int, source: dict[str, Any]) -> dict[str, Any]:
+        return _item(
+            403, "security_exception", "action [indices:data/write/bulk[s]] is unauthorized"
+        )
+
+    sink, dead = _sink(answer)
+
+    async def scenario() -> dict[int, int]:
+        await sink.put([_record(0)])
+        return await sink.flush()
+
+    with pytest.raises(Refused, match="does not allow the indexer to write .*unauthorized"):
+        asyncio.run(scenario())
+    assert dead == []

@@ -22,6 +22,7 @@ import pytest
 from hdfs import HdfsError
 
 from clickfan.sinks.base import SinkRecord
+from clickfan.sinks.clients import WebHdfsConnection
 from clickfan.sinks.hdfs_layout import COMMITTED_DIR, TMP_DIR, ArchiveFile
 from clickfan.sinks.hdfs_sink import HdfsConfig, HdfsSink, RollLimits
 from clickfan.sinks.retry import RetryPolicy
@@ -123,7 +124,8 @@ class FakeClient:
 
 
 def _sink(nn: FakeNameNode, before: Callable[[], None] = lambda: None) -> HdfsSink:
-    config = HdfsConfig("http://fake", "u", ROOT, RollLimits(RECORDS, 1 << 20, 3600.0), 1.0)
+    connection = WebHdfsConnection(("http://fake",), "u", request_timeout_s=1.0)
+    config = HdfsConfig(connection, ROOT, RollLimits(RECORDS, 1 << 20, 3600.0))
     sink = HdfsSink(config, RetryPolicy(0.001, 0.001, 60.0), TOPIC, asyncio.Event())
     sink._client = FakeClient(nn, before)  # type: ignore[assignment]
     return sink

@@ -62,6 +62,9 @@ class Service:
     def probe(self) -> Probe:
         raise NotImplementedError
 
+    def after_healthy(self) -> None:
+        """Set-up that needs the running service (the secure profile's users and keys)."""
+
     def _spec(self, argv: list[str], **extra: object) -> LaunchSpec:
         return LaunchSpec(
             name=self.name,

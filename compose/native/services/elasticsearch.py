@@ -1,22 +1,50 @@
-"""One Elasticsearch node, unpacked from the integ-test-zip and run as a non-root user."""
+"""One Elasticsearch node, unpacked from the integ-test-zip and run as a non-root user.
+
+The secure profile (settings.secure) switches on the x-pack security the 8.19
+integ-test-zip ships (modules/x-pack-security): TLS on HTTP and transport with a
+certificate from the local CA (compose/native/pki.py), and two users of the file
+realm, made with bin/elasticsearch-users (passwords on its stdin, never argv):
+`admin` (superuser) and `es-indexer`, whose file role may only write
+`<index_prefix>-*` and install index templates. Their passwords are 0600 files
+under <home>/secure/elasticsearch.
+
+Why users and not an API key for the indexer: API keys (and native users and
+roles) live in the `.security` system index, and this distribution cannot create
+it: its mapping's `email` analyzer needs the `pattern_capture` token filter of
+the analysis-common module, which the integ-test-zip leaves out ("Unknown filter
+type [pattern_capture] for [email]"). No other 8.x/9.x distribution is on Maven
+Central. The clients take an API key all the same (CLICKFAN_ES_API_KEY) for
+clusters that have one.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import requests
 
-from clickfan.compose.native import artifacts
+from clickfan.compose.native import artifacts, pki
 from clickfan.compose.native.process import LaunchSpec
 from clickfan.compose.native.services.base import Probe, Service
 from clickfan.errors import ClickfanError
 from clickfan.settings import Settings
+from clickfan.sinks import clients
+
+INDEXER_ROLE = "clickfan_indexer"
+
+# where the node's certificate is copied, inside its config folder (Elasticsearch reads
+# files only from there)
+CERTS = "clickfan-certs"
 
 
 class Elasticsearch(Service):
@@ -76,9 +104,73 @@ class Elasticsearch(Service):
         }
         # 8.x integ-test-zips carry x-pack-security, which would switch on TLS
         # and passwords; builds without it reject any xpack.* setting.
-        if (self.install_dir / "modules" / "x-pack-security").exists():
+        if self.settings.secure:
+            settings.update(_security_settings())
+        elif (self.install_dir / "modules" / "x-pack-security").exists():
             settings["xpack.security.enabled"] = "false"
         return settings
+
+    def _prepare_secure(self, java: str) -> None:
+        if not (self.install_dir / "modules" / "x-pack-security").exists():
+            raise ClickfanError(
+                f"the Elasticsearch {self.settings.elasticsearch_version} build in "
+                f"{self.install_dir} has no x-pack-security module: the secure profile "
+                "needs a distribution with it (8.x integ-test-zip or the default one)"
+            )
+        cert = pki.issue_certificate(
+            self.settings, "elasticsearch", [self.settings.host, "localhost", "127.0.0.1"]
+        )
+        certs = self.config_dir / CERTS
+        certs.mkdir(mode=0o700, exist_ok=True)
+        for source, name in (
+            (cert.cert, "node.pem"),
+            (cert.key, "node-key.pem"),
+            (pki.ensure_ca(self.settings), "ca.pem"),
+        ):
+            pki.write_secret(certs / name, source.read_bytes())
+        (self.config_dir / "roles.yml").write_text(
+            roles_yml(INDEXER_ROLE, indexer_role(self.settings.index_prefix))
+        )
+        for user, role in (
+            (clients.ES_ADMIN_USER, "superuser"),
+            (clients.ES_INDEXER_USER, INDEXER_ROLE),
+        ):
+            self._file_realm_user(java, user, role)
+
+    def _file_realm_user(self, java: str, user: str, role: str) -> None:
+        """A user of the file realm with a random password, kept 0600 under <home>/secure."""
+        password_file = clients.es_password_file_of(self.settings, user)
+        users = self.config_dir / "users"
+        known = users.exists() and any(
+            line.split(":", 1)[0] == user for line in users.read_text().splitlines()
+        )
+        if known and password_file.exists():
+            return
+        if known:
+            self._tool(java, "elasticsearch-users", ["userdel", user], None)
+        password = secrets.token_urlsafe(24)
+        # the tool asks for the password twice, on stdin: never on a command line
+        self._tool(
+            java,
+            "elasticsearch-users",
+            ["useradd", user, "-r", role],
+            f"{password}\n{password}\n",
+        )
+        pki.write_secret(password_file, password + "\n")
+
+    def _tool(self, java: str, tool: str, args: list[str], stdin: str | None) -> None:
+        result = subprocess.run(
+            [str(self.install_dir / "bin" / tool), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **self._env(java)},
+            check=False,
+        )
+        if result.returncode != 0:
+            raise ClickfanError(
+                f"{tool} {args[0]} failed: {(result.stderr or result.stdout).strip()[-400:]}"
+            )
 
     def prepare(self, java: str) -> None:
         if self.run_as is not None:
@@ -96,6 +188,8 @@ class Elasticsearch(Service):
                     binary.chmod(0o755)
         if not self.config_dir.exists():
             shutil.copytree(self.install_dir / "config", self.config_dir)
+        if self.settings.secure:
+            self._prepare_secure(java)
         (self.config_dir / "elasticsearch.yml").write_text(
             "".join(f"{k}: {v}\n" for k, v in self.elasticsearch_yml().items())
         )
@@ -109,26 +203,87 @@ class Elasticsearch(Service):
         if self.run_as is not None:
             subprocess.run(["chown", "-R", f"{self.run_as}:", str(self.data_dir)], check=True)
 
+    def _env(self, java: str) -> dict[str, str]:
+        return {
+            "ES_JAVA_HOME": str(Path(java).parent.parent),
+            "ES_PATH_CONF": str(self.config_dir),
+            "ES_TMPDIR": str(self.data_dir / "tmp"),
+            "HOME": str(self.data_dir),
+        }
+
     def launch_spec(self, java: str) -> LaunchSpec:
-        jdk = str(Path(java).parent.parent)
         return self._spec(
-            [str(self.install_dir / "bin" / "elasticsearch")],
-            env={
-                "ES_JAVA_HOME": jdk,
-                "ES_PATH_CONF": str(self.config_dir),
-                "ES_TMPDIR": str(self.data_dir / "tmp"),
-                "HOME": str(self.data_dir),
-            },
-            user=self.run_as,
+            [str(self.install_dir / "bin" / "elasticsearch")], env=self._env(java), user=self.run_as
         )
 
     def probe(self) -> Probe:
+        # the node of this home, whatever CLICKFAN_ES_URLS points the clients at
+        conn = clients.elasticsearch_connection(
+            dataclasses.replace(self.settings, es_urls=""), timeout_s=2
+        )
         try:
-            health = requests.get(f"{self.settings.es_url}/_cluster/health", timeout=2).json()
+            http = clients.elasticsearch_http(conn)
+        except ClickfanError as exc:  # the password file not written yet
+            return Probe(False, str(exc))
+        try:
+            answer = http.get("/_cluster/health", timeout=2)
+            health = answer.json()
         except (requests.RequestException, ValueError):
             return Probe(False, f"no answer on {self.settings.es_port}")
+        finally:
+            http.close()
+        if answer.status_code in (401, 403):
+            return Probe(False, f"refuses the admin credentials ({answer.status_code})")
         status = health.get("status", "?")
         return Probe(status in ("green", "yellow"), f"cluster health {status}")
+
+
+def _security_settings() -> dict[str, object]:
+    certs = {
+        "key": f"{CERTS}/node-key.pem",
+        "certificate": f"{CERTS}/node.pem",
+        "certificate_authorities": f"{CERTS}/ca.pem",
+    }
+    settings: dict[str, object] = {
+        "xpack.security.enabled": "true",
+        "xpack.security.http.ssl.enabled": "true",
+        "xpack.security.transport.ssl.enabled": "true",
+        "xpack.security.transport.ssl.verification_mode": "certificate",
+        # users and roles from files (see the module docstring for why not the index)
+        "xpack.security.authc.realms.file.file1.order": 0,
+    }
+    for layer in ("http", "transport"):
+        for key, path in certs.items():
+            settings[f"xpack.security.{layer}.ssl.{key}"] = path
+    return settings
+
+
+def roles_yml(name: str, role: dict[str, Any]) -> str:
+    """One role in roles.yml (read a role block at a time, so in block style; the lists
+    are JSON, which YAML reads as flow sequences)."""
+    lines = [f"{name}:", f"  cluster: {json.dumps(role['cluster'])}", "  indices:"]
+    for entry in role["indices"]:
+        lines.append(f"    - names: {json.dumps(entry['names'])}")
+        lines.append(f"      privileges: {json.dumps(entry['privileges'])}")
+    return "\n".join(lines) + "\n"
+
+
+def indexer_role(index_prefix: str) -> dict[str, Any]:
+    """What the indexer may do: its indices and their template, nothing else.
+
+    Elasticsearch has no privilege for one template: manage_index_templates covers all
+    of them (the indexer could install a template for other indices, never write them);
+    monitor lets it read cluster health, nothing of other indices.
+    """
+    return {
+        "cluster": ["manage_index_templates", "monitor"],
+        "indices": [
+            {
+                "names": [f"{index_prefix}-*"],
+                "privileges": ["create_index", "index", "write", "manage"],
+            }
+        ],
+    }
 
 
 def _ensure_user(user: str) -> None:

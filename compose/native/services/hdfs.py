@@ -1,22 +1,31 @@
 """HDFS: a NameNode and a DataNode with WebHDFS, and the configuration they share.
 
 `hadoop_java_argv` is also how Hadoop's own tools (`clickfan hdfs ...`) are run.
+
+The secure profile (settings.secure) switches permissions on, with simple
+authentication (the user name a request states; Kerberos is out of scope): the
+archive folder belongs to the archiver's user `hdfs-archiver`, so a write
+anywhere else by that user, or into the archive by anyone else, is refused.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import getpass
 import json
 import os
 import subprocess
 from pathlib import Path
 
 import requests
+from hdfs import HdfsError
 
 from clickfan.compose.native import artifacts
 from clickfan.compose.native.process import LaunchSpec
 from clickfan.compose.native.services.base import Probe, Service
 from clickfan.errors import ClickfanError
 from clickfan.settings import Settings
+from clickfan.sinks import clients
 
 # Hadoop 3.x on Java 17 needs these, as hadoop-env.sh adds them in the distribution.
 HADOOP_JAVA17_OPENS = [
@@ -75,7 +84,7 @@ def hdfs_site(settings: Settings) -> dict[str, object]:
         # WebHDFS redirects clients to the DataNode by this name
         "dfs.datanode.hostname": host,
         "dfs.webhdfs.enabled": "true",
-        "dfs.permissions.enabled": "false",
+        "dfs.permissions.enabled": "true" if settings.secure else "false",
         "dfs.namenode.safemode.extension": 0,
         "dfs.namenode.secondary.http-address": f"{host}:0",
         # a demo's disk may be fuller than the 100 MB default reserve allows
@@ -172,6 +181,32 @@ class NameNode(Service):
         if live < 1:
             return Probe(False, "no live DataNode")
         return Probe(True, f"out of safe mode, {live} live DataNode(s)")
+
+    def after_healthy(self) -> None:
+        if self.settings.secure:
+            secure_folders(self.settings)
+
+
+def secure_folders(settings: Settings) -> None:
+    """/tmp for everyone (sticky), the archive folder for the archiver alone.
+
+    Done as HDFS's superuser: the user who runs the NameNode (simple auth).
+    """
+    conn = dataclasses.replace(
+        clients.webhdfs_connection(settings, timeout_s=30), user=getpass.getuser()
+    )
+    client = clients.webhdfs_client(conn)
+    root = "/" + settings.hdfs_root.strip("/")
+    try:
+        client.makedirs("/tmp", permission="1777")
+        client.set_permission("/tmp", "1777")
+        client.makedirs(root)
+        client.set_owner(root, owner=clients.HDFS_ARCHIVER_USER, group=clients.HDFS_ARCHIVER_USER)
+        client.set_permission(root, "755")
+    except HdfsError as exc:
+        raise ClickfanError(
+            f"preparing HDFS folders for the secure profile failed: {exc}"
+        ) from None
 
 
 class DataNode(Service):

@@ -1,0 +1,322 @@
+"""The secure profile's Kafka: each user does its job, and every refusal is loud.
+
+On the secure brokers of tests/secure/conftest.py (SASL_SSL, SCRAM-SHA-512,
+ACLs); Elasticsearch and HDFS are the usual stack's. Run: `make test-secure`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from clickfan.compose.native import pki
+from clickfan.generators.producer import ClickProducer, ProduceSummary
+from clickfan.settings import Settings
+from tests.conftest import _remove_test_data
+from tests.integration import pipeline_support as ps
+from tests.secure.conftest import client_file, identity, names_env, secure_env
+from tests.support import Names, WorkerProcess, clickfan, end_offsets, wait_until
+
+EVENTS = 3_000
+RATE = 300.0  # events/s: ~10 s of production, long enough for a kill -9 in the middle
+
+
+def _worker_env(settings: Settings, names: Names, **extra: str) -> dict[str, str]:
+    return secure_env(
+        settings,
+        **names_env(names),
+        CLICKFAN_HDFS_ROLL_S="2",
+        CLICKFAN_HDFS_ROLL_RECORDS="500",
+        CLICKFAN_WORKER_STATS_INTERVAL_S="5",
+        CLICKFAN_WORKER_SESSION_TIMEOUT_S="10",
+        **extra,
+    )
+
+
+@pytest.fixture
+def sinks_cleaned(secure_stack: Settings, secure_names: Names) -> Iterator[Names]:
+    yield secure_names
+    _remove_test_data(secure_stack, secure_names)
+
+
+def test_each_user_does_its_job_exactly_once_through_a_kill_9(
+    secure_stack: Settings, sinks_cleaned: Names, tmp_path: Path
+) -> None:
+    names = sinks_cleaned
+    # no --kafka-config: on a secure home each worker takes its own user's file
+    env = _worker_env(secure_stack, names)
+    workers = [WorkerProcess(kind, env, tmp_path, kind) for kind in ("es", "hdfs")]
+    for w in workers:
+        w.start()
+    result: list[ProduceSummary] = []
+
+    def produce() -> None:
+        settings = secure_stack.with_overrides(topic=names.topic, produce_rate=RATE)
+        with identity(secure_stack, "producer"):
+            producer = ClickProducer(settings)
+        result.append(producer.run(count=EVENTS, record_deliveries=True))
+
+    producer = threading.Thread(target=produce)
+    try:
+        producer.start()
+        time.sleep(4)
+        for w in workers:  # no flush, no commit, HDFS files half-written
+            w.kill9()
+            w.start()
+        producer.join()
+        assert result and result[0].ok, result[0].to_dict() if result else "producer failed"
+        assert result[0].acknowledged == EVENTS
+        wait_until(
+            lambda: (
+                ps.lag(secure_stack, names.es_group, names.topic) == 0
+                and ps.lag(secure_stack, names.hdfs_group, names.topic) == 0
+            ),
+            timeout=300,
+            what="both groups to commit every offset",
+            describe=lambda: ps.logs(workers),
+        )
+        assert all(w.running for w in workers), ps.logs(workers)
+        ps.assert_exact(secure_stack, names, result[0])
+        # no password on any command line: the workers' nor the brokers'
+        passwords = [
+            kafka_client_password(secure_stack, user)
+            for user in ("admin", "producer", "es-indexer", "hdfs-archiver", "monitor")
+        ]
+        for pid in [w.proc.pid for w in workers if w.proc] + _broker_pids(secure_stack):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            assert not any(p in cmdline for p in passwords), f"a password on pid {pid}'s argv"
+    finally:
+        for w in workers:
+            w.stop()
+
+
+def kafka_client_password(settings: Settings, user: str) -> str:
+    from clickfan import kafka_client
+
+    return kafka_client.read_config(client_file(settings, user)).password
+
+
+def _broker_pids(settings: Settings) -> list[int]:
+    pids = []
+    for n in range(1, len(settings.kafka_ports) + 1):
+        pid_file = settings.home / "run" / f"kafka-{n}.pid"
+        pids.append(int(pid_file.read_text().split()[0]))
+    return pids
+
+
+# ------------------------------------------------------------------- refusals
+
+
+def _variant(settings: Settings, tmp_path: Path, user: str, name: str, **changes: str) -> Path:
+    """``user``'s client file with some keys changed (a value None: the key removed)."""
+    lines = client_file(settings, user).read_text().splitlines()
+    kept = [line for line in lines if line.split("=", 1)[0] not in changes]
+    path = tmp_path / f"{name}.properties"
+    path.write_text("\n".join(kept + [f"{k}={v}" for k, v in changes.items() if v]) + "\n")
+    return path
+
+
+def _refused(result: object, *expected: str) -> str:
+    out = getattr(result, "stderr", "") + getattr(result, "stdout", "")
+    assert getattr(result, "returncode", 0) != 0, out
+    line = [x for x in out.splitlines() if x.startswith("clickfan: ")]
+    assert line, out[-2000:]
+    assert all(e in line[-1] for e in expected), line[-1]
+    return line[-1]
+
+
+def _produce_cli(settings: Settings, names: Names, config: Path | None, *extra: str) -> object:
+    args = ["produce", "--count", "20", "--topic", names.topic, *extra]
+    if config is not None:
+        args += ["--kafka-config", str(config)]
+    return clickfan(*args, env=secure_env(settings), timeout=120)
+
+
+def _unchanged(settings: Settings, names: Names) -> None:
+    assert sum(end_offsets(settings, names.topic, settings.partitions).values()) == 0
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("plaintext", "security.protocol is PLAINTEXT"),
+        ("tls-without-credentials", "without credentials"),
+        ("wrong-password", "authentication refused"),
+        ("unknown-ca", "certificate verify failed"),
+        ("other-topic", "TOPIC_AUTHORIZATION_FAILED"),
+        # the monitor may describe the topic, not write: no IDEMPOTENT_WRITE, no WRITE
+        ("wrong-user", "AUTHORIZATION_FAILED"),
+    ],
+)
+def test_producer_refusals_are_one_line_and_nothing_is_written(
+    secure_stack: Settings, secure_names: Names, tmp_path: Path, case: str, expected: str
+) -> None:
+    s, names = secure_stack, secure_names
+    bootstrap = f"{s.host}:{s.kafka_ports[0]}"
+    extra: tuple[str, ...] = ()
+    config: Path | None
+    if case == "plaintext":
+        config = tmp_path / "plain.properties"
+        config.write_text(f"bootstrap.servers={bootstrap}\n")
+    elif case == "tls-without-credentials":
+        config = _variant(
+            s,
+            tmp_path,
+            "producer",
+            case,
+            **{"security.protocol": "SSL", "sasl.mechanism": "", "sasl.jaas.config": ""},
+        )
+    elif case == "wrong-password":
+        good = kafka_client_password(s, "producer")
+        config = tmp_path / "wrong.properties"
+        config.write_text(client_file(s, "producer").read_text().replace(good, "not-it"))
+    elif case == "unknown-ca":
+        stranger = pki.broken_certificate(tmp_path, s, "stranger", [s.host], unknown_ca=True)
+        config = _variant(
+            s, tmp_path, "producer", case, **{"ssl.truststore.location": str(stranger.cert)}
+        )
+    elif case == "other-topic":
+        config, extra = None, ("--topic", names.dlq_topic)
+    else:
+        config = client_file(s, "monitor")
+    line = _refused(_produce_cli(s, names, config, *extra), expected)
+    assert "Traceback" not in line
+    assert kafka_client_password(s, "producer") not in line
+    _unchanged(s, names)
+
+
+def test_expired_broker_certificate_is_refused(
+    secure_stack: Settings, secure_names: Names, tmp_path: Path
+) -> None:
+    """A TLS endpoint whose certificate (from the right CA) has expired: refused in the
+    handshake, by the producer and by a worker, each with one line."""
+    s = secure_stack
+    expired = pki.broken_certificate(tmp_path, s, "expired", [s.host], expired=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(expired.cert, expired.key)
+    listener = socket.create_server((s.host, 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.5)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            try:
+                with context.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(1)
+            except (OSError, ssl.SSLError):
+                pass  # the client refused our certificate: that is the point
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        config = _variant(
+            s, tmp_path, "producer", "expired", **{"bootstrap.servers": f"{s.host}:{port}"}
+        )
+        # librdkafka says only "certificate verify failed": the expiry is the one fault here
+        _refused(_produce_cli(s, secure_names, config), "TLS handshake failed")
+        worker = clickfan(
+            "worker",
+            "es",
+            "--kafka-config",
+            str(config),
+            env=_worker_env(s, secure_names),
+            timeout=120,
+        )
+        _refused(worker, "TLS handshake failed")
+    finally:
+        stop.set()
+        server.join(timeout=10)
+        listener.close()
+
+
+def test_worker_refused_another_groups_offsets(secure_stack: Settings, secure_names: Names) -> None:
+    """es-indexer's user started with the archiver's group: refused before it joins."""
+    s, names = secure_stack, secure_names
+    env = _worker_env(s, names)
+    result = clickfan("worker", "es", "--group", names.hdfs_group, env=env, timeout=120)
+    _refused(result, "GROUP_AUTHORIZATION_FAILED", names.hdfs_group, "'es-indexer'")
+
+
+def test_worker_with_a_wrong_password_is_refused(
+    secure_stack: Settings, secure_names: Names, tmp_path: Path
+) -> None:
+    s = secure_stack
+    good = kafka_client_password(s, "hdfs-archiver")
+    config = tmp_path / "wrong.properties"
+    config.write_text(client_file(s, "hdfs-archiver").read_text().replace(good, "not-it"))
+    result = clickfan(
+        "worker",
+        "hdfs",
+        "--kafka-config",
+        str(config),
+        env=_worker_env(s, secure_names),
+        timeout=120,
+    )
+    line = _refused(result, "authentication refused")
+    assert good not in line and "not-it" not in line
+
+
+def test_client_files_work_with_kafkas_own_tools(
+    secure_stack: Settings, secure_names: Names
+) -> None:
+    """The same file is Kafka's --producer.config: the producer may write, es-indexer not."""
+    s, names = secure_stack, secure_names
+    env = secure_env(s)
+    bootstrap = f"{s.host}:{s.kafka_ports[0]}"
+    for user, allowed in (("producer", True), ("es-indexer", False)):
+        result = clickfan(
+            "kafka",
+            "kafka-console-producer",
+            "--bootstrap-server",
+            bootstrap,
+            "--topic",
+            names.topic,
+            "--producer.config",
+            str(client_file(s, user)),
+            env=env,
+            input="one record\n",
+            timeout=120,
+        )
+        if allowed:
+            assert result.returncode == 0, result.stderr[-2000:]
+        else:
+            assert "TopicAuthorizationException" in result.stderr, result.stderr[-2000:]
+    assert sum(end_offsets(s, names.topic, s.partitions).values()) == 1
+    # and --command-config, as the monitor: it may describe groups
+    described = clickfan(
+        "kafka",
+        "kafka-consumer-groups",
+        "--bootstrap-server",
+        bootstrap,
+        "--list",
+        "--command-config",
+        str(client_file(s, "monitor")),
+        env=env,
+        timeout=120,
+    )
+    assert described.returncode == 0, described.stderr[-2000:]
+
+
+def test_files_are_private(secure_stack: Settings) -> None:
+    secure = secure_stack.home / "secure"
+    assert oct(secure.stat().st_mode & 0o777) == "0o700"
+    kafka = [*secure.glob("ca*.pem"), *secure.glob("kafka*"), *secure.glob("clients/*")]
+    assert len(kafka) >= 7, kafka
+    for path in [secure / "clients", *kafka]:
+        wanted = 0o700 if path.is_dir() else 0o600
+        assert path.stat().st_mode & 0o777 == wanted, path
+    conf = secure_stack.data_dir / "kafka-1" / "conf" / "server.properties"
+    assert conf.stat().st_mode & 0o777 == 0o600
+    assert os.access(client_file(secure_stack, "producer"), os.R_OK)
