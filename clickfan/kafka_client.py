@@ -515,18 +515,12 @@ def confluent(bootstrap: str, extra: dict[str, Any] | None = None) -> dict[str, 
 def use(settings: Settings, role: str, path: str | None = None) -> Settings:
     """A command's start: ``--kafka-config`` (if given) over CLICKFAN_KAFKA_CONFIG, activated.
 
-    Returns the settings with kafka_config set, for the processes this one starts
-    (they get it through the environment, see ``child_env``).
+    Returns the settings with kafka_config set to the file's absolute path.
     """
     if path:
         settings = settings.with_overrides(kafka_config=str(Path(path).expanduser().resolve()))
     activate(for_role(settings, role))
     return settings
-
-
-def child_env(settings: Settings) -> dict[str, str]:
-    """Environment for a clickfan process started by this one: the same client config."""
-    return {"CLICKFAN_KAFKA_CONFIG": settings.kafka_config} if settings.kafka_config else {}
 
 
 def bootstrap(settings: Settings, given: str | None = None) -> str:

@@ -331,10 +331,15 @@ class ClickProducer:
                 progress=progress,
                 stop=stop or StopSignal(),
             ).execute()
-        except KafkaException as exc:
-            # librdkafka raises a fatal error from poll(): e.g. an idempotent producer
-            # whose user lacks IDEMPOTENT_WRITE (CLUSTER_AUTHORIZATION_FAILED)
-            error = exc.args[0]
+        except (KafkaException, SystemError) as exc:
+            # librdkafka raises a fatal error from poll() or flush(): e.g. an idempotent
+            # producer whose user lacks IDEMPOTENT_WRITE (CLUSTER_AUTHORIZATION_FAILED).
+            # Raised while delivery callbacks still run, it comes out as a SystemError
+            # from the next callback's call into the client, the KafkaException its cause.
+            fatal = exc if isinstance(exc, KafkaException) else exc.__cause__
+            if not isinstance(fatal, KafkaException):
+                raise
+            error = fatal.args[0]
             reason = kafka_client.refusal(error.name(), error.str())
             if reason is not None:
                 raise ClickfanError(f"Kafka refused {self._who}: {reason}") from None

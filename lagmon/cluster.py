@@ -35,15 +35,27 @@ class KafkaCluster:
     def __init__(self, config: ClusterConfig, timeout_s: float = 10.0) -> None:
         self.config = config
         self.timeout_s = timeout_s
+        # a refusal (credentials, TLS, ACLs) is named instead of "unreachable"
+        self._refusals = kafka_client.RefusalWatch(kafka_client.active().security_protocol)
         self._admin = AdminClient(
             {
                 **kafka_client.confluent(config.bootstrap_servers),
                 "client.id": "clickfan-lagmon",
-                "log_level": 0,  # failures surface as exceptions, reported once by the caller
+                "error_cb": self._refusals.error_cb,
+                # failures surface as exceptions, reported once by the caller; the log
+                # is read only for what a refused connection looks like
+                "logger": self._refusals.log,
             }
         )
 
     def unreachable(self, exc: Exception) -> ClickfanError:
+        self._admin.poll(0.5)  # serves the error and log callbacks
+        reason = self._refusals.reason or self._refusals.hint
+        if reason is not None:
+            return ClickfanError(
+                f"Kafka cluster {self.config.name!r} at {self.config.bootstrap_servers} "
+                f"refused the monitor: {reason}"
+            )
         return ClickfanError(
             f"cannot read Kafka cluster {self.config.name!r} at {self.config.bootstrap_servers}: "
             f"{exc}. Is it running? (`clickfan status`; `clickfan up` starts the local stack)"

@@ -36,9 +36,11 @@ from clickfan.settings import load as load_settings
 # --------------------------------------------------------------------------- config
 
 
-def _config(config_path: str | None, extra_cluster: bool = False) -> MonitorConfig:
-    # the monitor's own Kafka user on a secure local stack (or CLICKFAN_KAFKA_CONFIG)
-    settings = kafka_client.use(load_settings(), "monitor")
+def _config(
+    config_path: str | None, extra_cluster: bool = False, kafka_config: str | None = None
+) -> MonitorConfig:
+    # --kafka-config, CLICKFAN_KAFKA_CONFIG, or on a secure local stack the monitor's user
+    settings = kafka_client.use(load_settings(), "monitor", kafka_config)
     path = config_path or settings.lag_config
     config = lagconfig.load(settings, Path(path) if path else None)
     extra = lagconfig.extra_cluster(settings)
@@ -46,6 +48,13 @@ def _config(config_path: str | None, extra_cluster: bool = False) -> MonitorConf
         config = dataclasses.replace(config, clusters=(*config.clusters, extra))
     return config
 
+
+_kafka_config_option = click.option(
+    "--kafka-config",
+    type=click.Path(dir_okay=False),
+    help="Kafka client properties (Java format: SASL, TLS) for every cluster watched. "
+    "Default: CLICKFAN_KAFKA_CONFIG; on a secure local stack the monitor user's.",
+)
 
 _config_option = click.option(
     "--config",
@@ -60,6 +69,7 @@ _config_option = click.option(
 
 @click.command()
 @_config_option
+@_kafka_config_option
 @click.option("--host", help="Address to serve on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port to serve on (default 8000).")
 @click.option("--interval", type=float, help="Seconds between reads of broker offsets (default 5).")
@@ -74,6 +84,7 @@ _config_option = click.option(
 )
 def monitor(
     config_path: str | None,
+    kafka_config: str | None,
     host: str | None,
     port: int | None,
     interval: float | None,
@@ -93,7 +104,7 @@ def monitor(
     until Ctrl-C, and logs every change of a group's status (and POSTs it to
     the webhook, if one is set).
     """
-    config = _config(config_path, extra_cluster).with_overrides(
+    config = _config(config_path, extra_cluster, kafka_config).with_overrides(
         host=host,
         port=port,
         interval_s=interval,
@@ -168,6 +179,7 @@ def lag() -> None:
 @click.option("--interval", type=float, help="Seconds between refreshes with --watch.")
 @click.option("--monitor-url", help="Where a running monitor answers (default from settings).")
 @_config_option
+@_kafka_config_option
 def show(
     group: str | None,
     cluster_name: str,
@@ -176,6 +188,7 @@ def show(
     interval: float | None,
     monitor_url: str | None,
     config_path: str | None,
+    kafka_config: str | None,
 ) -> None:
     """Lag per partition of GROUP, or one line per group without GROUP.
 
@@ -195,7 +208,7 @@ def show(
     log-start), so that the group's total lag does not read 0.
     """
     settings = load_settings()
-    config = _config(config_path).with_overrides(interval_s=interval)
+    config = _config(config_path, kafka_config=kafka_config).with_overrides(interval_s=interval)
     cluster = config.cluster(cluster_name)
     url = (monitor_url or f"http://{settings.monitor_host}:{settings.monitor_port}").rstrip("/")
     statuses = monitor_statuses(url)
