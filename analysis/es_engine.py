@@ -28,6 +28,7 @@ from clickfan.analysis.questions import (
     funnel_counts,
 )
 from clickfan.settings import Settings
+from clickfan.sinks import clients
 
 PAGE = 2000  # composite buckets per request
 
@@ -44,7 +45,7 @@ class ElasticsearchEngine:
     def __init__(self, settings: Settings, index_prefix: str | None = None) -> None:
         self.settings = settings
         self.prefix = index_prefix or settings.index_prefix
-        self.es = Elasticsearch(settings.es_url, request_timeout=60)
+        self.es = clients.elasticsearch_client(clients.elasticsearch_connection(settings, 60))
 
     def answer(self, q: Question, window: TimeRange, limit: int) -> Answer:
         began = time.monotonic()

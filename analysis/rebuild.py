@@ -14,10 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from elasticsearch import Elasticsearch, helpers
+from elasticsearch import helpers
 
 from clickfan.analysis.questions import EngineDown
 from clickfan.settings import Settings
+from clickfan.sinks import clients
 from clickfan.sinks.es_index import check_prefix, index_name, template_body, template_name
 from clickfan.sinks.hdfs_read import read_archive
 
@@ -31,10 +32,9 @@ class Rebuilt:
 def read_events(settings: Settings, root: str) -> Iterator[dict[str, Any]]:
     """Every archived event, JSON Lines and Parquet alike (sinks.hdfs_read, which skips
     the folders starting with '_')."""
-    from hdfs import InsecureClient
     from hdfs.util import HdfsError
 
-    client = InsecureClient(settings.webhdfs_url, user=settings.hdfs_user, timeout=60)
+    client = clients.webhdfs_client(clients.webhdfs_connection(settings, 60))
     try:
         for archived in read_archive(client, root):
             yield from archived.events
@@ -50,7 +50,7 @@ def rebuild_index(settings: Settings, root: str, new_prefix: str) -> Rebuilt:
             f"{new_prefix!r} starts with {settings.index_prefix}-: its indices would be counted "
             f"as {settings.index_prefix}'s own; choose another prefix"
         )
-    es = Elasticsearch(settings.es_url, request_timeout=120)
+    es = clients.elasticsearch_client(clients.elasticsearch_connection(settings, 120))
     es.indices.put_index_template(
         name=template_name(new_prefix),
         **template_body(new_prefix, settings.es_index_shards, settings.es_index_replicas),
