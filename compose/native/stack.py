@@ -481,14 +481,19 @@ def start_one(settings: Settings, name: str, console: Console) -> None:
     service.prepare(java)
     pid = process.start(service.launch_spec(java))
     deadline = time.monotonic() + settings.start_timeout_s
-    with console.status(f"starting {name} (pid {pid})"):
-        while not service.probe().healthy:
-            if process.exited_early(pid):
-                _fail(service, "exited during start-up")
-            if time.monotonic() > deadline:
-                _fail(service, f"not healthy after {settings.start_timeout_s:.0f}s")
-            time.sleep(POLL_S)
-        service.after_healthy()
+    try:
+        with console.status(f"starting {name} (pid {pid})"):
+            while not service.probe().healthy:
+                if process.exited_early(pid):
+                    _fail(service, "exited during start-up")
+                if time.monotonic() > deadline:
+                    _fail(service, f"not healthy after {settings.start_timeout_s:.0f}s")
+                time.sleep(POLL_S)
+            service.after_healthy()
+    except BaseException:  # as `up`: _fail's message says it is stopped again
+        process.stop(pid, settings.stop_timeout_s)
+        service.pid_file.unlink(missing_ok=True)
+        raise
     console.print(f"[green]{name} is up[/] (pid {pid}).")
 
 
