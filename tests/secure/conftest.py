@@ -106,6 +106,8 @@ def worker_env(settings: Settings, names: Names, **extra: str) -> dict[str, str]
             "CLICKFAN_HDFS_ROLL_RECORDS": "500",
             "CLICKFAN_WORKER_STATS_INTERVAL_S": "5",
             "CLICKFAN_WORKER_SESSION_TIMEOUT_S": "10",
+            # a worker that dies of a signal leaves every thread's Python stack in its log
+            "PYTHONFAULTHANDLER": "1",
             **extra,  # a test's own, over the defaults above
         },
     )

@@ -84,7 +84,7 @@ def test_the_indexer_writes_with_its_own_user_and_skips_a_dead_first_node(
     worker.start()
     try:
         wait_until(
-            lambda: _admin_count(s, f"{names.index_prefix}-*") == EVENTS,
+            lambda: not worker.running or _admin_count(s, f"{names.index_prefix}-*") == EVENTS,
             180,
             f"{EVENTS} documents in {names.index_prefix}-*",
             worker.tail,
@@ -158,7 +158,7 @@ def test_the_archiver_writes_its_folder_through_a_dead_first_namenode(
     worker.start()
     try:
         wait_until(
-            lambda: ps.lag(s, names.hdfs_group, names.topic) == 0,
+            lambda: not worker.running or ps.lag(s, names.hdfs_group, names.topic) == 0,
             180,
             "the archiver to catch up",
             worker.tail,

@@ -55,13 +55,15 @@ def test_no_password_in_any_argv_nor_in_status(
             ps.produce(s, names, 50)
         wait_until(
             lambda: (
-                ps.lag(s, names.es_group, names.topic) == 0
+                not all(w.running for w in workers)  # a dead worker fails at once below
+                or ps.lag(s, names.es_group, names.topic) == 0
                 and ps.lag(s, names.hdfs_group, names.topic) == 0
             ),
             timeout=180,
             what="both workers to commit",
             describe=lambda: ps.logs(workers),
         )
+        assert all(w.running for w in workers), ps.logs(workers)
         argv = _argv_of_every_process()
         ours = {w.proc.pid for w in workers if w.proc} | {
             int(p.read_text().split()[0]) for p in (s.home / "run").glob("*.pid")
