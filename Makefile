@@ -74,7 +74,7 @@ docker-ready:
 
 # The secure profile's tests: ONE whole `clickfan up --secure` stack of their own (three
 # SASL_SSL brokers with ACLs, Elasticsearch with TLS and users, HDFS with permissions) in
-# a fresh /tmp home on ports 29020-29300 (CLICKFAN_SECURE_TEST_PORT_BASE), beside the
+# a fresh /tmp home on ports 29020-29870 (CLICKFAN_SECURE_TEST_PORT_BASE), beside the
 # usual stack; started once, stopped and removed at the end (tests/secure/conftest.py).
 test-secure: install
 	$(BIN)/clickfan fetch
