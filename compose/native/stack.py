@@ -370,6 +370,16 @@ def ensure_topics(
         )
 
 
+# what a group's coordinator answers while __consumer_offsets is created, its leaders
+# elected and its partitions loaded (librdkafka marks only some of these retriable)
+_COORDINATOR_NOT_READY = (
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError._TIMED_OUT,
+)
+
+
 def wait_for_group_coordinator(
     settings: Settings, console: Console, timeout_s: float = 120
 ) -> None:
@@ -392,7 +402,7 @@ def wait_for_group_coordinator(
                         break
                     except KafkaException as exc:
                         error = exc.args[0]
-                        if not (error.retriable() or error.code() == KafkaError._TIMED_OUT):
+                        if not (error.retriable() or error.code() in _COORDINATOR_NOT_READY):
                             raise ClickfanError(
                                 f"cannot read the offsets of group {group}: {error.str()}"
                             ) from None
