@@ -72,9 +72,10 @@ test-docker: install
 docker-ready:
 	bash compose/docker/ready.sh
 
-# The secure profile's Kafka tests: three SASL_SSL brokers of their own (own home and
-# ports, see tests/secure/conftest.py) beside the usual stack, whose Elasticsearch and
-# HDFS are the sinks.
+# The secure profile's tests: ONE whole `clickfan up --secure` stack of their own (three
+# SASL_SSL brokers with ACLs, Elasticsearch with TLS and users, HDFS with permissions) in
+# a fresh /tmp home on ports 29020-29870 (CLICKFAN_SECURE_TEST_PORT_BASE), beside the
+# usual stack; started once, stopped and removed at the end (tests/secure/conftest.py).
 test-secure: install
 	$(BIN)/clickfan fetch
 	$(BIN)/pytest tests/secure -m secure $(PYTEST_ARGS)

@@ -10,6 +10,8 @@ HDFS folder (`names`) instead of restarting services: six JVMs share two cores.
                              # CLICKFAN_ES_URLS, _ES_API_KEY_FILE, _ES_CA_CERT,
                              # CLICKFAN_WEBHDFS_URLS, _HDFS_USER, ...)
     pytest --stack=docker    # compose/docker-compose.yml via pytest-docker
+    make test-secure         # tests/secure: one whole `clickfan up --secure` stack of its
+                             # own, started and stopped by tests/secure/conftest.py
 """
 
 from __future__ import annotations
@@ -41,15 +43,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="how the integration tests reach Kafka, Elasticsearch and HDFS",
     )
     parser.addoption(
-        "--secure-es-hdfs",
-        action="store_true",
-        help="also run tests/integration/test_secure_es_hdfs.py: it starts its own secure "
-        "Elasticsearch and HDFS (TLS, users, permissions) beside the stack, and stops them",
-    )
-    parser.addoption(
         "--keep-stack",
         action="store_true",
-        help="leave a stack that this run started running afterwards",
+        help="leave a stack that this run started running afterwards (also the secure one)",
     )
 
 

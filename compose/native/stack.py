@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import NoReturn
 
 import requests
-from confluent_kafka import KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from rich.console import Console
 from rich.live import Live
@@ -226,6 +226,7 @@ def up(
                     settings.topic, settings.dlq_topic, settings.es_group, settings.hdfs_group
                 ),
             )
+        wait_for_group_coordinator(settings, console)
         if extra_cluster:
             ensure_topics(
                 settings,
@@ -367,6 +368,52 @@ def ensure_topics(
             f"created topic {name} ({settings.partitions} partitions, "
             f"replication {rf}, min.insync.replicas {isr})"
         )
+
+
+# what a group's coordinator answers while __consumer_offsets is created, its leaders
+# elected and its partitions loaded (librdkafka marks only some of these retriable)
+_COORDINATOR_NOT_READY = (
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.NOT_COORDINATOR,
+    KafkaError._TIMED_OUT,
+)
+
+
+def wait_for_group_coordinator(
+    settings: Settings, console: Console, timeout_s: float = 120
+) -> None:
+    """Wait until the workers' groups can read their offsets. On a new cluster the first
+    group request creates __consumer_offsets and its coordinators load it a moment
+    later: a worker started meanwhile would stop at "Coordinator load in progress"."""
+    deadline = time.monotonic() + timeout_s
+    with console.status("waiting for the consumer groups' coordinators"):
+        for group in (settings.es_group, settings.hdfs_group):
+            # a consumer that never subscribes: it only asks the group's coordinator
+            consumer = Consumer(
+                kafka_client.confluent(
+                    settings.bootstrap_servers, {"group.id": group, "logger": _quiet_logger()}
+                )
+            )
+            try:
+                while True:
+                    try:
+                        consumer.committed([TopicPartition(settings.topic, 0)], timeout=10)
+                        break
+                    except KafkaException as exc:
+                        error = exc.args[0]
+                        if not (error.retriable() or error.code() in _COORDINATOR_NOT_READY):
+                            raise ClickfanError(
+                                f"cannot read the offsets of group {group}: {error.str()}"
+                            ) from None
+                        if time.monotonic() > deadline:
+                            raise ClickfanError(
+                                f"the coordinator of group {group} is not ready after "
+                                f"{timeout_s:.0f}s: {error.str()}"
+                            ) from None
+                    time.sleep(POLL_S)
+            finally:
+                consumer.close()
 
 
 def wait_for_brokers(settings: Settings, timeout_s: float, console: Console) -> None:

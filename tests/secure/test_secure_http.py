@@ -1,4 +1,5 @@
-"""The real lag monitor bound beyond 127.0.0.1: every request needs the token."""
+"""The real lag monitor of the secure stack bound beyond 127.0.0.1: every request needs
+the token (it reads Kafka as the profile's `monitor` user)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import requests
 
 from clickfan.lagmon.httpauth import is_loopback
 from clickfan.settings import Settings
+from tests.secure.conftest import secure_env
 from tests.support import CLICKFAN, wait_until
 
 
@@ -31,7 +33,7 @@ def _free_port() -> int:
 
 
 def test_the_monitor_on_all_addresses_refuses_requests_without_its_token(
-    stack: Settings, tmp_path: Path
+    secure_stack: Settings, tmp_path: Path
 ) -> None:
     address, port = _non_loopback_address(), _free_port()
     token = "tok-" + os.urandom(12).hex()
@@ -39,7 +41,7 @@ def test_the_monitor_on_all_addresses_refuses_requests_without_its_token(
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)
     log = tmp_path / "monitor.log"
-    env = {**os.environ, "CLICKFAN_MONITOR_TOKEN_FILE": str(token_file)}
+    env = secure_env(secure_stack, CLICKFAN_MONITOR_TOKEN_FILE=str(token_file))
     with log.open("wb") as out:
         monitor = subprocess.Popen(
             [CLICKFAN, "monitor", "--host", "0.0.0.0", "--port", str(port)],
