@@ -51,11 +51,13 @@ dashboard-assets:
 demo: install
 	$(BIN)/clickfan demo
 
-# Starts the native stack if it is not running (and stops it again afterwards); then,
-# when a Docker engine answers, the Docker leg (compose.yaml's containers).
+# Starts the native stack if it is not running (and stops it again afterwards); then the
+# secure profile's leg (a stack of its own); then, when a Docker engine answers, the
+# Docker leg (compose.yaml's containers).
 test: install
 	$(BIN)/clickfan fetch
 	$(BIN)/pytest $(PYTEST_ARGS)
+	@$(MAKE) --no-print-directory test-secure
 	@if docker info >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then \
 	  $(MAKE) --no-print-directory test-docker; \
 	else \
