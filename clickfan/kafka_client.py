@@ -378,6 +378,14 @@ AUTHORIZATION_CODES = (
 )
 
 
+# What a group's coordinator answers while __consumer_offsets is created and loaded, or
+# while the coordinator moves to another broker: asked again, for a bounded time
+# (librdkafka marks only some of these retriable). By KafkaError.name().
+COORDINATOR_NOT_READY = frozenset(
+    {"COORDINATOR_LOAD_IN_PROGRESS", "COORDINATOR_NOT_AVAILABLE", "NOT_COORDINATOR", "_TIMED_OUT"}
+)
+
+
 def refusal(name: str, text: str, protocol: str = "") -> str | None:
     """A one-line reason when a client error means "refused", never to be cured by retrying.
 

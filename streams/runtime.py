@@ -61,6 +61,10 @@ class Redrive:
     select: Callable[[SinkRecord], bool]
 
 
+# How long a worker starting up asks its group's coordinator again while it is loading or
+# moving, before it says so and exits
+GROUP_COORDINATOR_PATIENCE_S = 60.0
+
 # After a fatal error, how long the orderly stop may take beyond the flush timeout
 # before the process exits anyway (Faust's own stop can hang on a broken client).
 _EXIT_GRACE_S = 30.0
@@ -146,16 +150,25 @@ def check_topics(bootstrap_servers: str, *topics: str, group: str | None = None)
         )
     if group is not None:
         request = [ConsumerGroupTopicPartitions(group)]
-        try:
-            admin.list_consumer_group_offsets(request, request_timeout=30)[group].result()
-        except KafkaException as exc:
-            error = exc.args[0]
+        # a coordinator still loading or just moved (a broker restarted) is asked again
+        deadline = time.monotonic() + GROUP_COORDINATOR_PATIENCE_S
+        while True:
+            try:
+                admin.list_consumer_group_offsets(request, request_timeout=30)[group].result()
+                return
+            except KafkaException as exc:
+                error = exc.args[0]
             reason = kafka_client.refusal(error.name(), error.str())
             if reason is not None:
                 raise refused(f"consumer group {group}: {reason}") from None
-            raise ClickfanError(
-                f"cannot read the committed offsets of group {group}: {error.str()}"
-            ) from None
+            if (
+                error.name() not in kafka_client.COORDINATOR_NOT_READY
+                or time.monotonic() > deadline
+            ):
+                raise ClickfanError(
+                    f"cannot read the committed offsets of group {group}: {error.str()}"
+                ) from None
+            time.sleep(1.0)
 
 
 class _OncePerInterval(logging.Filter):

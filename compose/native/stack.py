@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import NoReturn
 
 import requests
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from rich.console import Console
 from rich.live import Live
@@ -370,16 +370,6 @@ def ensure_topics(
         )
 
 
-# what a group's coordinator answers while __consumer_offsets is created, its leaders
-# elected and its partitions loaded (librdkafka marks only some of these retriable)
-_COORDINATOR_NOT_READY = (
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError.NOT_COORDINATOR,
-    KafkaError._TIMED_OUT,
-)
-
-
 def wait_for_group_coordinator(
     settings: Settings, console: Console, timeout_s: float = 120
 ) -> None:
@@ -402,7 +392,8 @@ def wait_for_group_coordinator(
                         break
                     except KafkaException as exc:
                         error = exc.args[0]
-                        if not (error.retriable() or error.code() in _COORDINATOR_NOT_READY):
+                        not_ready = error.name() in kafka_client.COORDINATOR_NOT_READY
+                        if not (error.retriable() or not_ready):
                             raise ClickfanError(
                                 f"cannot read the offsets of group {group}: {error.str()}"
                             ) from None
