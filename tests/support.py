@@ -399,7 +399,7 @@ def wait_drained(
     *,
     groups: Sequence[str] | None = None,
     timeout: float,
-    what: str = "both groups to commit every offset",
+    what: str | None = None,
     fail_fast: bool = False,
     describe: Callable[[], str] | None = None,
     interval: float = 1.0,
@@ -409,14 +409,17 @@ def wait_drained(
 
     ``fail_fast``: a worker that exits fails the wait at once rather than at the timeout.
     """
-    wanted = groups if groups is not None else (names.es_group, names.hdfs_group)
+    if groups is None:
+        groups = (names.es_group, names.hdfs_group)
+        what = what or "both groups to commit every offset"
+    what = what or f"{', '.join(groups)} to commit every offset"
     report = describe or (lambda: logs(workers))
 
     def drained() -> bool:
         if fail_fast:
             exited = [w.log_path.name for w in workers if not w.running]
             assert not exited, f"a worker exited ({exited})\n{report()}"
-        return all(lag(stack, g, names.topic) == 0 for g in wanted)
+        return all(lag(stack, g, names.topic) == 0 for g in groups)
 
     wait_until(drained, timeout=timeout, what=what, describe=report, interval=interval)
 
