@@ -10,12 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.console import Console
-
-from clickfan.compose.native import stack as native_stack
 from clickfan.settings import Settings
 from tests.integration import pipeline_support as ps
-from tests.support import Names
+from tests.support import Names, ServiceControl
 
 EVENTS = 4_000
 RATE = 200.0
@@ -23,10 +20,9 @@ LOG_INTERVAL_S = 5
 
 
 def test_indexer_holds_offsets_while_elasticsearch_is_down(
-    stack: Settings, names: Names, tmp_path: Path
+    stack: Settings, names: Names, tmp_path: Path, services: ServiceControl
 ) -> None:
     env = ps.worker_env(stack, names, sink_log_interval_s=LOG_INTERVAL_S)
-    console = Console(stderr=True)
     producer = ps.BackgroundProducer(stack, names, EVENTS, rate=RATE)
     with ps.running_workers(env, tmp_path) as workers:
         es, _ = workers
@@ -37,7 +33,7 @@ def test_indexer_holds_offsets_while_elasticsearch_is_down(
             what="the first documents in Elasticsearch",
             describe=lambda: ps.logs(workers),
         )
-        native_stack.stop_one(stack, "elasticsearch", console)
+        services.stop("elasticsearch")
         try:
             summary = producer.join()
             # Elasticsearch is still down: the archiver has everything anyway ...
@@ -54,7 +50,7 @@ def test_indexer_holds_offsets_while_elasticsearch_is_down(
             assert held > 0, "the indexer committed offsets while Elasticsearch was down"
             assert es.running, es.tail()
         finally:
-            native_stack.start_one(stack, "elasticsearch", console)
+            services.start("elasticsearch")
         ps.wait_drained(
             stack,
             names,
