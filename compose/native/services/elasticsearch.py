@@ -183,8 +183,15 @@ class Elasticsearch(Service):
                     f"({answer.status_code}): {_reason(answer)}"
                 )
             pki.write_secret(key_file, answer.json()["encoded"] + "\n")
-            if old is not None:
-                admin.request("DELETE", "/_security/api_key", json={"ids": [old["id"]]}, timeout=30)
+            if old is not None:  # it still works, with yesterday's role: no longer
+                gone = admin.request(
+                    "DELETE", "/_security/api_key", json={"ids": [old["id"]]}, timeout=30
+                )
+                if gone.status_code != 200:
+                    raise ClickfanError(
+                        f"the indexer's previous API key ({old['id']}) could not be "
+                        f"invalidated ({gone.status_code}): {_reason(gone)}"
+                    )
         except requests.RequestException as exc:
             raise ClickfanError(f"could not make the indexer's API key: {exc}") from None
         finally:
