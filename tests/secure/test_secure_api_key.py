@@ -124,6 +124,59 @@ def test_the_security_index_holds_the_indexers_key_and_analyses_with_the_plugin(
         admin.close()
 
 
+def _analyze(http: clients.HttpNodes, body: dict[str, object]) -> list[tuple[str, int]]:
+    answer = http.request("POST", "/_analyze", json=body)
+    assert answer.status_code == 200, answer.text
+    return [(t["token"], t["position"]) for t in answer.json()["tokens"]]
+
+
+def test_the_plugins_components_keep_their_elasticsearch_settings(secure_stack: Settings) -> None:
+    """Each setting of analysis-common's three, with its default, as Elasticsearch documents
+    them. "Aa Aa" through pattern_capture (A) and (a), then lowercase: two equal "a" at each
+    position, and the same three tokens again at the next position."""
+    admin = _admin(secure_stack)
+    capture = {"type": "pattern_capture", "patterns": ["(A)", "(a)"]}
+
+    def chain(*after: object, text: str = "Aa Aa") -> list[tuple[str, int]]:
+        return _analyze(
+            admin, {"tokenizer": "standard", "filter": [capture, "lowercase", *after], "text": text}
+        )
+
+    try:
+        assert chain() == [("aa", 0), ("a", 0), ("a", 0), ("aa", 1), ("a", 1), ("a", 1)]
+        # unique: each term once in the whole stream
+        assert chain("unique") == [("aa", 0), ("a", 0)]
+        # only_on_same_position: once per position
+        same = {"type": "unique", "only_on_same_position": True}
+        assert chain(same) == [("aa", 0), ("a", 0), ("aa", 1), ("a", 1)]
+        # pattern_capture keeps the original by default, and drops it when told
+        no_original = {**capture, "preserve_original": False}
+        assert _analyze(
+            admin, {"tokenizer": "standard", "filter": [no_original], "text": "Aa"}
+        ) == [("A", 0), ("a", 0)]
+        missing = admin.request(
+            "POST",
+            "/_analyze",
+            json={"tokenizer": "standard", "filter": [{"type": "pattern_capture"}], "text": "a"},
+        )
+        assert missing.status_code == 400 and "'patterns' is missing" in missing.text
+        # uax_url_email: an e-mail address and a URL stay whole; max_token_length splits
+        text = "mail a.b@c.org or http://example.com/x"
+        assert _analyze(admin, {"tokenizer": "uax_url_email", "text": text}) == [
+            ("mail", 0),
+            ("a.b@c.org", 1),
+            ("or", 2),
+            ("http://example.com/x", 3),
+        ]
+        short = {"type": "uax_url_email", "max_token_length": 5}
+        assert _analyze(admin, {"tokenizer": short, "text": "abcdefgh"}) == [
+            ("abcde", 0),
+            ("fgh", 1),
+        ]
+    finally:
+        admin.close()
+
+
 def test_the_indexer_uses_the_key_by_default_delivers_exactly_and_shows_it_nowhere(
     secure_stack: Settings, secure_names: Names, tmp_path: Path
 ) -> None:
