@@ -3,7 +3,7 @@
     python -m benchmarks.discard_worker es|hdfs
 
 The consume path of `clickfan worker es|hdfs` without Elasticsearch or HDFS:
-the same Faust app, batches, decoding, validation, dead-lettering and offset
+the same Faust app, record reader, batches, decoding, validation, dead-lettering and offset
 commits (streams.runtime.build), with a sink that turns each record into what
 the real sink would send (es: the bulk request body, serialized as the client
 does; hdfs: the JSON Lines file contents of a roll) and drops it. Its rate is
@@ -25,7 +25,7 @@ from clickfan.sinks.base import DeadLetterFn, Sink, SinkRecord
 from clickfan.sinks.elasticsearch_sink import BULK_SERIALIZER
 from clickfan.sinks.hdfs_layout import bucket
 from clickfan.sinks.hdfs_roll import PendingRoll
-from clickfan.streams import runtime
+from clickfan.streams import faust_compat, runtime
 
 log = logging.getLogger("benchmarks.discard_worker")
 
@@ -86,6 +86,7 @@ def main() -> None:
     if len(sys.argv) != 2 or sys.argv[1] not in ("es", "hdfs"):
         sys.exit("usage: python -m benchmarks.discard_worker es|hdfs")
     kind = sys.argv[1]
+    faust_compat.read_any_header_keys()  # as `clickfan worker` reads its fetches
     settings = load()
     runtime.setup_logging(settings.worker_loglevel, settings.sink_log_interval_s)
     group = settings.es_group if kind == "es" else settings.hdfs_group

@@ -21,7 +21,7 @@ run the pipeline's integration tests (exact, kill -9, Elasticsearch down).
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from importlib import metadata
 from typing import Any
 
@@ -53,8 +53,9 @@ def check_version() -> None:
 # Kafka's protocol says a header key is a string, but no broker checks it, and a producer
 # we did not write (librdkafka's C API, say) can send any bytes. aiokafka decodes header
 # keys strictly, so such a record raises inside its fetcher, before any of our code sees
-# it, and every restart would stop at the same record. So the workers parse fetched
-# batches with aiokafka's pure-Python reader, which re-reads a record whose key is not
+# it, and every restart would stop at the same record. So each fetched batch is read
+# with aiokafka's C reader, and only a batch that raises UnicodeDecodeError is read again
+# with its pure-Python reader (ten times slower), which re-reads a record whose key is not
 # UTF-8 keeping the key's bytes as surrogate escapes (streams.records shows them escaped).
 
 
@@ -79,9 +80,46 @@ class _LenientRecordBatch(default_records._DefaultRecordBatchPy):
             return super()._read_msg(*args)
 
 
+# the C reader's batch class (memory_records binds it before read_any_header_keys runs)
+_FastRecordBatch = default_records.DefaultRecordBatch
+
+
+class _FastOrLenientBatch:
+    """A record batch read with the C reader; with the lenient one if that raises.
+
+    The fetcher reads a batch's header fields (crc, producer id, offsets: none of
+    them text) and then iterates its records; the records are all decoded on the
+    first ``next`` so that a failure comes before any record of the batch was handed on.
+    """
+
+    __slots__ = ("_buffer", "_batch", "_records")
+
+    def __init__(self, buffer: Any) -> None:
+        self._buffer = buffer
+        self._batch = _FastRecordBatch(buffer)
+        self._records: Iterator[Any] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._batch, name)
+
+    def __iter__(self) -> _FastOrLenientBatch:
+        return self
+
+    def __next__(self) -> Any:
+        if self._records is None:
+            try:
+                records = list(self._batch)
+            except UnicodeDecodeError:
+                records = list(_LenientRecordBatch(self._buffer))
+            self._records = iter(records)
+        return next(self._records)
+
+
 def read_any_header_keys() -> None:
     """Make the consumer read records whose header keys are not UTF-8 (see above)."""
-    memory_records.DefaultRecordBatch = _LenientRecordBatch  # the Python reader's batches
+    # the Python MemoryRecords splits a fetch into batches (a cheap loop per batch);
+    # it builds them with this module global, which the C MemoryRecords does not use
+    memory_records.DefaultRecordBatch = _FastOrLenientBatch
     fetcher.MemoryRecords = memory_records._MemoryRecordsPy
 
 
