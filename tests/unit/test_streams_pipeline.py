@@ -369,3 +369,58 @@ def test_each_assignment_starts_again_from_what_the_group_committed() -> None:
         assert h.app.consumer.seeks == [(TP(TOPIC, 0), 1)]
 
     run(scenario)
+
+
+def test_a_batch_prepared_before_a_rebalance_is_not_written_after_it() -> None:
+    async def scenario() -> None:
+        h = Harness()
+        await h.assign(0)
+        batch = await h.pipeline.prepare([event(0, 0), event(0, 1)])
+        await h.revoke(0)
+        await h.assign(0)  # same partition back, nothing committed
+        await h.pipeline.write(batch)
+        assert h.sink.put_records == [] and h.commits == []
+        assert h.pipeline.stale == 2
+        await h.pipeline.process([event(0, 0), event(0, 1)])  # read again from 0
+        assert [r.offset for r in h.sink.put_records] == [0, 1]
+        assert h.commits == [{TP(TOPIC, 0): 2}]
+
+    run(scenario)
+
+
+def test_prepare_touches_no_sink_and_checks_against_what_is_prepared_already() -> None:
+    async def scenario() -> None:
+        h = Harness()
+        await h.assign(0)
+        first = await h.pipeline.prepare([event(0, 0), event(0, 1)])
+        second = await h.pipeline.prepare([event(0, 2)])  # continues the first
+        assert h.sink.put_records == [] and h.sink.flushes == []
+        await h.pipeline.write(first)
+        await h.pipeline.write(second)
+        assert [r.offset for r in h.sink.put_records] == [0, 1, 2]
+        assert h.commits == [{TP(TOPIC, 0): 2}, {TP(TOPIC, 0): 3}]
+
+    run(scenario)
+
+
+def test_a_dropped_write_drops_the_batches_prepared_after_it_and_reads_again() -> None:
+    async def scenario() -> None:
+        h = Harness()
+        await h.assign(0)
+        await h.pipeline.process([event(0, 0)])
+        first = await h.pipeline.prepare([event(0, 1), event(0, 2)])
+        second = await h.pipeline.prepare([event(0, 3)])  # continues the first
+        h.app.consumer_generation_id = 2  # a new generation, its assignment not seen yet
+        await h.pipeline.write(first)
+        await h.pipeline.write(second)  # would leave a gap at 1..2: dropped as well
+        assert [r.offset for r in h.sink.put_records] == [0]
+        assert h.pipeline.stale == 3
+        h.positions.committed = {0: 1}
+        # the next batch is checked against the committed offset again: seek back to 1
+        await h.pipeline.process([event(0, 4, generation=2)])
+        assert h.app.consumer.seeks == [(TP(TOPIC, 0), 1)]
+        await h.pipeline.process([event(0, o, generation=2) for o in range(1, 5)])
+        assert [r.offset for r in h.sink.put_records] == [0, 1, 2, 3, 4]
+        assert h.commits[-1] == {TP(TOPIC, 0): 5}
+
+    run(scenario)
