@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from clickfan.errors import ClickfanError
 from clickfan.events import encode_event
 from clickfan.settings import load
-from clickfan.sinks import es_bulk, es_index
+from clickfan.sinks import es_bulk
 from clickfan.sinks.base import DeadLetterFn, Sink, SinkRecord
-from clickfan.sinks.elasticsearch_sink import BULK_SERIALIZER
+from clickfan.sinks.elasticsearch_sink import BULK_SERIALIZER, IndexNames
 from clickfan.sinks.hdfs_layout import bucket
 from clickfan.sinks.hdfs_roll import PendingRoll
 from clickfan.streams import faust_compat, runtime
@@ -36,7 +36,7 @@ class DiscardSink(Sink):
     def __init__(self, kind: str, topic: str, index_prefix: str) -> None:
         self._kind = kind
         self._topic = topic
-        self._prefix = index_prefix
+        self._index_name = IndexNames(index_prefix)
         self._offsets: dict[int, int] = {}
         self.bytes = 0
 
@@ -48,7 +48,7 @@ class DiscardSink(Sink):
             docs = [
                 es_bulk.Doc(
                     record=r,
-                    index=es_index.index_name(self._prefix, r.event["event_time"]),
+                    index=self._index_name(r.event["event_time"]),
                     id=r.event["event_id"],
                     size=es_bulk.doc_size(r),
                 )
