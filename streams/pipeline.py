@@ -76,8 +76,12 @@ class SinkPipeline:
         log: logging.Logger,
         positions: Positions,
         select: Callable[[SinkRecord], bool] | None = None,
+        fail: Callable[[str, BaseException], None] | None = None,
     ) -> None:
         self._app = app
+        # told of an error in a batch written in the background (see take); None: logged
+        self._fail = fail
+        self._writing: asyncio.Future[None] | None = None  # the last batch taken
         self._select = select  # see records.to_sink_records
         self._topic = topic
         self._sink = sink
@@ -98,6 +102,43 @@ class SinkPipeline:
         self.repeated = 0  # read again after a rewind, already handed to the sink
         self.rewinds = 0  # seeks back over records that never reached the sink
         self._last_stats = (time.monotonic(), 0)
+
+    async def take(self, events: Sequence[EventT]) -> None:
+        """Prepare a batch, then write it in the background once the last one is written.
+
+        Returns when the batch before it is written and committed, so the caller fetches
+        and prepares the next batch while the sink writes this one: one batch's CPU
+        hides the other's waiting, and the sink still sees one batch at a time, in
+        order. A write that fails is handed to ``fail`` (the worker stops) and no later
+        batch is written.
+        """
+        batch = await self.prepare(events)
+        # queued in the same step as prepared: a drain() from now on waits for it
+        previous = self._writing
+        self._writing = asyncio.ensure_future(self._write_after(previous, batch))
+        if previous is not None:
+            await asyncio.wait([previous])
+
+    async def _write_after(
+        self, previous: asyncio.Future[None] | None, batch: Batch | None
+    ) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+            if previous.cancelled():
+                return  # never past a batch that was not written
+        try:
+            await self.write(batch)
+        except Exception as exc:
+            self._stopping = True  # nothing more is handed to the sink or committed
+            if self._fail is None:
+                self._log.exception("writing a batch failed")
+            else:
+                self._fail("writing a batch", exc)
+
+    def cancel_writes(self) -> None:
+        """The process is ending: give up a batch still being written (not committed)."""
+        if self._writing is not None and not self._writing.done():
+            self._writing.cancel()
 
     async def process(self, events: Sequence[EventT]) -> None:
         """A batch from the stream: dead-letter the bad, hand all to the sink, commit."""
@@ -205,7 +246,9 @@ class SinkPipeline:
                 self._log.info("gave up %s: partitions revoked", exc)
 
     async def drain(self) -> None:
-        """Clean stop: make everything buffered durable and commit it."""
+        """Clean stop: write the batches taken, make everything buffered durable, commit."""
+        if self._writing is not None:
+            await asyncio.wait([self._writing])
         async with self._lock:
             self._stopping = True
             if self._assigned:

@@ -339,6 +339,10 @@ def build(
     )
     sink = make_sink(dlq.send, abort)
     positions = BrokerPositions(bootstrap_servers, group, topic)
+
+    def fail(where: str, exc: BaseException) -> None:
+        worker.fail(where, exc)
+
     pipeline = SinkPipeline(
         app,
         topic,
@@ -349,27 +353,15 @@ def build(
         logger,
         positions,
         select=None if redrive is None else redrive.select,
+        fail=fail,
     )
     worker = Worker(app, pipeline, group, settings.worker_stop_timeout_s, dlq)
     guard = worker.guard
 
-    write = guard("writing a batch", pipeline.write)
-
     async def consume(stream: faust.StreamT) -> None:
-        # Batch n+1 is taken and prepared (decoded, judged) while the sink writes batch n;
-        # n+1 is handed to the sink only once n is written and committed, so the sink still
-        # sees one batch at a time, in offset order. A failed write stops the worker (guard).
         batches = stream.take_events(settings.worker_batch_records, settings.worker_batch_s)
-        writing: asyncio.Future[None] | None = None
-        try:
-            async for events in batches:
-                batch = await pipeline.prepare(events)
-                if writing is not None:
-                    await writing
-                writing = asyncio.ensure_future(write(batch))
-        finally:
-            if writing is not None and not writing.done():
-                writing.cancel()  # stopping: nothing past the last commit counts
+        async for events in batches:
+            await pipeline.take(events)  # returns once the batch before is written
 
     # concurrency 1: one batch at a time per process, in offset order per partition
     # (and faust-streaming #606: concurrency > 1 has committed past in-flight records)
@@ -399,6 +391,7 @@ def build(
         await pipeline.on_assigned(assigned)
 
     async def stop_sink(sender: faust.App, **_: object) -> None:
+        pipeline.cancel_writes()
         await sink.stop()
 
     async def stats() -> None:

@@ -424,3 +424,72 @@ def test_a_dropped_write_drops_the_batches_prepared_after_it_and_reads_again() -
         assert h.commits[-1] == {TP(TOPIC, 0): 5}
 
     run(scenario)
+
+
+def test_take_writes_in_the_background_one_batch_after_the_other() -> None:
+    async def scenario() -> None:
+        h = Harness()
+        await h.assign(0)
+        gate = asyncio.Event()
+        real_flush = h.sink.flush
+
+        async def slow_flush(force: bool = False) -> dict[int, int]:
+            await gate.wait()
+            return await real_flush(force)
+
+        h.sink.flush = slow_flush  # type: ignore[method-assign]
+        await h.pipeline.take([event(0, 0), event(0, 1)])  # returns with its write pending
+        await asyncio.sleep(0.01)
+        assert [r.offset for r in h.sink.put_records] == [0, 1] and h.commits == []
+        second = asyncio.ensure_future(h.pipeline.take([event(0, 2)]))
+        await asyncio.sleep(0.01)
+        assert not second.done()  # waits for the first batch's write
+        assert [r.offset for r in h.sink.put_records] == [0, 1]  # the sink: one at a time
+        gate.set()
+        await second
+        await h.pipeline.drain()
+        assert [r.offset for r in h.sink.put_records] == [0, 1, 2]
+        assert h.commits[0] == {TP(TOPIC, 0): 2} and h.commits[-1] == {TP(TOPIC, 0): 3}
+
+    run(scenario)
+
+
+def test_drain_writes_the_batch_taken_before_it() -> None:
+    async def scenario() -> None:
+        h = Harness()
+        await h.assign(0)
+        await h.pipeline.take([event(0, 0)])
+        taken = asyncio.ensure_future(h.pipeline.take([event(0, 1), event(0, 2)]))
+        await asyncio.sleep(0)  # prepared and queued behind the first
+        await h.pipeline.drain()  # a re-drive's stop at the end of its round does this
+        await taken
+        assert [r.offset for r in h.sink.put_records] == [0, 1, 2]
+        assert h.commits[-1] == {TP(TOPIC, 0): 3}
+
+    run(scenario)
+
+
+def test_a_failed_background_write_is_reported_and_nothing_after_it_is_written() -> None:
+    failures: list[tuple[str, BaseException]] = []
+
+    class Broken(FakeSink):
+        async def flush(self, force: bool = False) -> dict[int, int]:
+            if any(r.offset == 1 for r in self.put_records):
+                raise KeyError("a bug")
+            return await super().flush(force)
+
+    async def scenario() -> None:
+        h = Harness()
+        h.pipeline._sink = Broken(h.abort)
+        h.pipeline._fail = lambda where, exc: failures.append((where, exc))
+        await h.assign(0)
+        await h.pipeline.take([event(0, 0)])
+        await h.pipeline.take([event(0, 1)])  # its write fails
+        await h.pipeline.take([event(0, 2)])
+        assert h.pipeline._writing is not None
+        await asyncio.wait([h.pipeline._writing])
+        assert [r.offset for r in h.pipeline._sink.put_records] == [0, 1]
+        assert h.commits == [{TP(TOPIC, 0): 1}]
+
+    run(scenario)
+    assert [(where, type(exc)) for where, exc in failures] == [("writing a batch", KeyError)]
