@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import faust
-from faust.types import TP, EventT
+from faust.types import TP, Message
 
 from clickfan.sinks.base import Aborted, Rejection, Sink, SinkRecord
 from clickfan.streams import faust_compat
@@ -103,7 +103,7 @@ class SinkPipeline:
         self.rewinds = 0  # seeks back over records that never reached the sink
         self._last_stats = (time.monotonic(), 0)
 
-    async def take(self, events: Sequence[EventT]) -> None:
+    async def take(self, messages: Sequence[Message]) -> None:
         """Prepare a batch, then write it in the background once the last one is written.
 
         Returns when the batch before it is written and committed, so the caller fetches
@@ -112,7 +112,7 @@ class SinkPipeline:
         order. A write that fails is handed to ``fail`` (the worker stops) and no later
         batch is written.
         """
-        batch = await self.prepare(events)
+        batch = await self.prepare(messages)
         # queued in the same step as prepared: a drain() from now on waits for it
         previous = self._writing
         self._writing = asyncio.ensure_future(self._write_after(previous, batch))
@@ -140,12 +140,12 @@ class SinkPipeline:
         if self._writing is not None and not self._writing.done():
             self._writing.cancel()
 
-    async def process(self, events: Sequence[EventT]) -> None:
-        """A batch from the stream: dead-letter the bad, hand all to the sink, commit."""
-        await self.write(await self.prepare(events))
+    async def process(self, messages: Sequence[Message]) -> None:
+        """A batch of fetched messages: dead-letter the bad, hand all to the sink, commit."""
+        await self.write(await self.prepare(messages))
 
-    async def prepare(self, events: Sequence[EventT]) -> Batch | None:
-        """The part of a batch that touches no sink: which events continue each partition,
+    async def prepare(self, messages: Sequence[Message]) -> Batch | None:
+        """The part of a batch that touches no sink: which messages continue each partition,
         and each decoded and judged. The workers prepare the next batch while the sink
         writes this one (streams.runtime), so one batch's CPU hides the other's waiting."""
         async with self._reading:
@@ -156,14 +156,14 @@ class SinkPipeline:
             epoch = self._epoch
             generation = self._app.consumer_generation_id
             current = [
-                e
-                for e in events
+                m
+                for m in messages
                 if not self._stopping
-                and e.message.generation_id == generation
-                and e.message.partition in self._assigned
+                and m.generation_id == generation
+                and m.partition in self._assigned
             ]
             # fetched before the last rebalance: read again from the committed offset
-            self.stale += len(events) - len(current)
+            self.stale += len(messages) - len(current)
             current = await self._in_order(current)
         if not current:
             return None
@@ -199,18 +199,18 @@ class SinkPipeline:
             except Aborted as exc:
                 self._log.info("gave up %s: partitions revoked, the next owner re-reads it", exc)
 
-    async def _in_order(self, events: Sequence[EventT]) -> list[EventT]:
-        """The events that continue each partition exactly where the sink is.
+    async def _in_order(self, messages: Sequence[Message]) -> list[Message]:
+        """The messages that continue each partition exactly where the sink is.
 
         Earlier offsets (read again after a seek) are dropped. When a partition's next
-        event lies past the expected offset, the broker is asked what really comes next
+        message lies past the expected offset, the broker is asked what really comes next
         there: offsets that hold no record (transaction markers, compaction) are passed
-        over; otherwise the partition is sought back and its events in this batch dropped.
+        over; otherwise the partition is sought back and its messages in this batch dropped.
         """
-        taken: list[EventT] = []
+        taken: list[Message] = []
         rewind: dict[int, int] = {}
-        for e in events:
-            p, offset = e.message.partition, e.message.offset
+        for m in messages:
+            p, offset = m.partition, m.offset
             expected = self._next.get(p, offset)
             if p in rewind or offset < expected:
                 self.repeated += offset < expected
@@ -228,7 +228,7 @@ class SinkPipeline:
                     offset - 1,
                 )
             self._next[p] = offset + 1
-            taken.append(e)
+            taken.append(m)
         for p, offset in rewind.items():
             self._log.info("partition %d: seeking back to %d, where the sink is", p, offset)
             self.rewinds += 1

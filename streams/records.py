@@ -1,4 +1,4 @@
-"""From Faust events to sink records: judge each record, set the bad ones aside.
+"""From fetched Kafka messages to sink records: judge each record, set the bad ones aside.
 
 Nothing here may raise for what a record holds: a producer we never saw can
 send any key, value and headers, and one record that raised would stop the
@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-from faust.types import EventT
+from faust.types import Message
 
 from clickfan.events import InvalidEvent, decode_event
 from clickfan.sinks.base import Rejection, SinkRecord
@@ -77,19 +77,18 @@ def _timestamp_ms(timestamp: object) -> int | None:
 
 
 def to_sink_records(
-    events: Sequence[EventT],
+    messages: Sequence[Message],
     max_event_bytes: int,
     select: Callable[[SinkRecord], bool] | None = None,
 ) -> tuple[list[SinkRecord], list[Rejection]]:
-    """Every event as a SinkRecord (``event`` None when invalid) and the invalid ones' reasons.
+    """Every message as a SinkRecord (``event`` None when invalid) and the invalid ones' reasons.
 
     ``select``: when given, a record it declines is passed on as handled (``event``
     None, no rejection): a re-drive's way of leaving other groups' dead letters alone.
     """
     records: list[SinkRecord] = []
     rejections: list[Rejection] = []
-    for e in events:
-        m = e.message
+    for m in messages:
         value = _as_bytes(m.value)
         fields = (
             m.topic,

@@ -106,7 +106,7 @@ def event(partition: int, offset: int, value: bytes | None = None, generation: i
         headers=None,
         generation_id=generation,
     )
-    return SimpleNamespace(message=message)
+    return message
 
 
 class FakePositions:
