@@ -140,10 +140,6 @@ class SinkPipeline:
         if self._writing is not None and not self._writing.done():
             self._writing.cancel()
 
-    async def process(self, messages: Sequence[Message]) -> None:
-        """A batch of fetched messages: dead-letter the bad, hand all to the sink, commit."""
-        await self.write(await self.prepare(messages))
-
     async def prepare(self, messages: Sequence[Message]) -> Batch | None:
         """The part of a batch that touches no sink: which messages continue each partition,
         and each decoded and judged. The workers prepare the next batch while the sink
