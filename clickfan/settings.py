@@ -316,10 +316,9 @@ class Settings:
     # for batch engines, about 10x smaller (docs/archive.md). The roll limits below apply
     # to both.
     hdfs_format: str = _choice("jsonl", "jsonl", "parquet")
-    worker_batch_records: int = _range(
-        1000, 1
-    )  # records taken from the stream at once (= one ES bulk)
-    worker_batch_s: float = _range(0.5, 0, above=True)  # ... or whatever arrived within this time
+    # the most records of one fetch handed to the sink at once (= one ES bulk); a fetch
+    # is whatever arrived, so at a steady rate batches are small and leave at once
+    worker_batch_records: int = _range(1000, 1)
     es_bulk_bytes: int = _range(5242880, 1)  # a bigger batch is sent as several bulk requests
     sink_request_timeout_s: float = _range(
         30.0, 0, above=True
