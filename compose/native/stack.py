@@ -34,8 +34,10 @@ from clickfan.compose.native.services import (
     core_services,
     optional_services,
 )
+from clickfan.compose.native.services.hdfs import secure_folders
 from clickfan.compose.native.services.kafka import (
     KafkaBroker,
+    broker_certificate,
     extra_kafka_broker,
     kafka_brokers,
     write_client_files,
@@ -91,6 +93,64 @@ def prepare_secure(settings: Settings) -> None:
     settings.secure_marker.write_text("written by `clickfan up --secure`\n")
     write_client_files(settings, settings.bootstrap_servers)
     activate_admin(settings)
+
+
+def prepare_secure_files(settings: Settings) -> None:
+    """The secure profile's files, before any service of it starts: the CA, the brokers'
+    certificate, the users' passwords and client files. For services started one by one
+    (`clickfan serve`, each compose container), done once by one process
+    (`clickfan secure-setup --files`), so that no two brokers make them at once."""
+    prepare_secure(settings)
+    broker_certificate(settings)
+
+
+def secure_setup(settings: Settings, console: Console, wait_s: float) -> None:
+    """What `up --secure` does once the services answer, for services started one by one:
+    the topics, the pipeline's ACLs (until every broker applies them) and the archive
+    folder owned by the archiver. Waits up to ``wait_s`` for the brokers and for HDFS."""
+    activate_admin(settings)
+    wait_for_brokers(settings, wait_s, console)
+    ensure_topics(settings, console)
+    kafka_acls.apply(
+        admin_client(settings.bootstrap_servers),
+        kafka_acls.pipeline_acls(
+            settings.topic, settings.dlq_topic, settings.es_group, settings.hdfs_group
+        ),
+    )
+    _wait_for_acls(settings, timeout_s=60)
+    deadline = time.monotonic() + wait_s
+    with console.status("preparing the HDFS folders"):
+        while True:
+            try:  # refused while the NameNode is still in safe mode
+                secure_folders(settings)
+                break
+            except ClickfanError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(POLL_S)
+    console.print(f"ACLs set; {settings.hdfs_root} belongs to the archiver")
+
+
+def _wait_for_acls(settings: Settings, timeout_s: float) -> None:
+    """Each broker applies new ACLs a moment after they are created: wait until every one
+    lets the producer see the topic, so no app starts into a refusal."""
+    producer = kafka_client.for_role(settings, "producer")
+    deadline = time.monotonic() + timeout_s
+    for port in settings.kafka_ports:
+        admin = AdminClient(
+            producer.confluent(f"{settings.host}:{port}", {"logger": _quiet_logger()})
+        )
+        while True:
+            with contextlib.suppress(KafkaException):
+                topics = admin.list_topics(settings.topic, timeout=10).topics
+                if topics[settings.topic].error is None:
+                    break
+            if time.monotonic() > deadline:
+                raise ClickfanError(
+                    f"the broker on port {port} does not apply the producer's ACL on "
+                    f"{settings.topic} after {timeout_s:.0f}s"
+                )
+            time.sleep(POLL_S)
 
 
 def kafka_cluster_probe(brokers: list[KafkaBroker]) -> Probe:
