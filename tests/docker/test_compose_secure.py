@@ -53,13 +53,27 @@ PREFIX = os.environ.get("CLICKFAN_SECURE_PORT_PREFIX", "28")
 EVENTS = 2000
 SERVERS = ("kafka-1", "kafka-2", "kafka-3", "elasticsearch", "namenode", "datanode")
 APPS = ("es-indexer", "hdfs-archiver", "monitor")
+# each app container and the user whose share of the secrets it holds
+SHARES = {
+    "producer": "producer",
+    "es-indexer": "es-indexer",
+    "hdfs-archiver": "hdfs-archiver",
+    "monitor": "monitor",
+    "demo": "admin",
+}
 
 
 def compose(*args: str, env: dict[str, str] | None = None, timeout: float = 400) -> str:
     result = subprocess.run(
         ["docker", "compose", *PROJECT, *args],
         cwd=ROOT,
-        env={**os.environ, "CLICKFAN_SECURE_PORT_PREFIX": PREFIX, **(env or {})},
+        # the archiver publishes its files every 5 s instead of 30
+        env={
+            **os.environ,
+            "CLICKFAN_SECURE_PORT_PREFIX": PREFIX,
+            "CLICKFAN_HDFS_ROLL_S": "5",
+            **(env or {}),
+        },
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -74,9 +88,10 @@ class SecureCompose:
     secrets: Path  # that copy
 
 
-def copy_secure_home(dest: Path) -> Path:
-    """The `secrets` volume as secure-init left it, copied out of its (exited) container."""
-    container = compose("ps", "-a", "-q", "secure-init").split()[0]
+def copy_secure_home(dest: Path, service: str = "secure-init") -> Path:
+    """A container's <home>/secure copied out (running or exited); secure-init's is the
+    whole `secrets` volume, an app's its own share."""
+    container = compose("ps", "-a", "-q", service).split()[0]
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     subprocess.run(
@@ -148,7 +163,13 @@ def test_secure_demo_delivers_every_event_exactly_once_to_both_sinks(
     s = secure_compose.settings
     names = default_names(s)
     assert s.kafka_ports == tuple(int(f"{PREFIX}{p}") for p in (192, 193, 194))
-    compose("up", "-d", "--no-build", "demo", env={"CLICKFAN_DEMO_COUNT": str(EVENTS)})
+    compose(
+        "up",
+        "-d",
+        "--no-build",
+        "demo",
+        env={"CLICKFAN_DEMO_COUNT": str(EVENTS), "CLICKFAN_DEMO_RATE": "1000"},
+    )
     wait_until(
         lambda: "exited (0)" in compose("ps", "-a", "producer", "--format", "{{.Status}}").lower(),
         300,
@@ -300,6 +321,7 @@ def test_secrets_are_made_once_and_shown_nowhere(
     passwords = _passwords(secure_compose.secrets)
 
     compose("up", "-d", "--no-build", "--wait", *APPS)  # secure-init runs once more
+    compose("create", "--no-build", "--no-recreate", "producer", "demo")  # their shares
     assert _passwords(copy_secure_home(tmp_path)) == passwords, "secrets made again"
 
     ids = compose("ps", "-a", "-q").split()
@@ -329,7 +351,8 @@ def test_secrets_are_made_once_and_shown_nowhere(
     ]
     assert not leaks, leaks
 
-    # the secure folder inside the containers: every file its owner's alone
+    # the secure folder inside the containers: every file its owner's alone, and each
+    # app container holds only its own user's share
     find = ["find", f"{CONTAINER_HOME}/secure", "-type", "f", "-printf", "%m %p\n"]
     modes = compose("exec", "-T", "elasticsearch", *find).splitlines()
     assert all(m.startswith("600 ") for m in modes), modes
@@ -340,4 +363,13 @@ def test_secrets_are_made_once_and_shown_nowhere(
         *(f"clients/{user}.properties" for user in kafka_client.ROLES),
         *(f"elasticsearch/{user}.password" for user in ("admin", "es-indexer")),
     }, held
+    for service, user in SHARES.items():
+        share = copy_secure_home(tmp_path / service, service)
+        files = {p for p in share.rglob("*") if p.is_file()}
+        assert {str(p.relative_to(share)) for p in files} == {
+            "ca.pem",
+            f"clients/{user}.properties",
+            *([f"elasticsearch/{user}.password"] if user in ("admin", "es-indexer") else []),
+        }, service
+        assert {p.stat().st_mode & 0o777 for p in files} == {0o600}, service
     assert s.secure
