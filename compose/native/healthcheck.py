@@ -1,4 +1,4 @@
-"""A container's health check: `python3 /src/compose/docker/healthcheck.py SERVICE`.
+"""A container's health check: `python3 -m clickfan.compose.native.healthcheck SERVICE`.
 
 Used by compose/docker-compose.secure.yml. The standard library only: a check runs
 every few seconds on small machines, so it imports nothing of clickfan and starts no
@@ -69,7 +69,7 @@ def check(service: str) -> None:
 
 def main() -> int:
     if len(sys.argv) != 2:
-        print("usage: healthcheck.py SERVICE", file=sys.stderr)
+        print("usage: python3 -m clickfan.compose.native.healthcheck SERVICE", file=sys.stderr)
         return 2
     try:
         check(sys.argv[1])
