@@ -1,4 +1,7 @@
-"""A container's health check: `python3 -m clickfan.compose.native.healthcheck SERVICE`.
+"""A container's health check: `python3 -P -m clickfan.compose.native.healthcheck SERVICE`.
+
+(-P: the image's working directory /src holds the source folder `clickfan/`, which
+would shadow the installed package.)
 
 Used by compose/docker-compose.secure.yml. The standard library only: a check runs
 every few seconds on small machines, so it imports nothing of clickfan and starts no
@@ -69,7 +72,7 @@ def check(service: str) -> None:
 
 def main() -> int:
     if len(sys.argv) != 2:
-        print("usage: python3 -m clickfan.compose.native.healthcheck SERVICE", file=sys.stderr)
+        print("usage: python3 -P -m clickfan.compose.native.healthcheck SERVICE", file=sys.stderr)
         return 2
     try:
         check(sys.argv[1])

@@ -3,8 +3,9 @@
 Run by `make test-docker` (pytest --stack=docker), before the plain compose tests.
 The module's fixture starts the project `clickfan-secure` (its own volumes) on its own
 ports (CLICKFAN_SECURE_PORT_PREFIX, default 28: brokers 28192-28194, ...), so it runs
-beside the shared native stack or the plain compose one, and removes it with
-`down -v` at the end (--keep-stack leaves it running).
+beside the shared native stack or the plain compose one. It starts the project afresh
+(`down -v` first) and removes it with `down -v` at the end (--keep-stack leaves it
+running until the next run).
 
 The test process is a client on the host: it copies the secure home the one-shot
 `secure-init` wrote into the `secrets` volume, and reads Kafka as `admin`,
@@ -47,7 +48,9 @@ from tests.integration.pipeline_support import (
 from tests.support import Names
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT = ["-f", str(ROOT / "compose.secure.yaml")]
+# -p as well as the file's `name:`: a COMPOSE_PROJECT_NAME in the environment would win
+# over the file, and `down -v` must never reach another project's volumes
+PROJECT = ["-p", "clickfan-secure", "-f", str(ROOT / "compose.secure.yaml")]
 CONTAINER_HOME = "/var/lib/clickfan-home"
 PREFIX = os.environ.get("CLICKFAN_SECURE_PORT_PREFIX", "28")
 EVENTS = 2000
@@ -127,9 +130,15 @@ def secure_compose(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[SecureCompose]:
     before = kafka_client.active()
+    # a fresh project: the exact counts below need an empty topic (the project and its
+    # volumes are this test's alone: `clickfan-secure`)
+    compose("down", "-v", "--timeout", "20")
     try:
-        compose("up", "-d", "--no-build", "--wait", *SERVERS)
-        compose("up", "-d", "--no-build", "--wait", *APPS)
+        try:
+            compose("up", "-d", "--no-build", "--wait", *SERVERS)
+            compose("up", "-d", "--no-build", "--wait", *APPS)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{compose('ps', '-a')}\n{logs_tail()}") from None
         home = tmp_path_factory.mktemp("secure-compose-home")
         secrets = copy_secure_home(home)
         settings = load(
@@ -145,6 +154,10 @@ def secure_compose(
         kafka_client.activate(before)
         if not request.config.getoption("--keep-stack"):
             compose("down", "-v", "--timeout", "20")
+
+
+def logs_tail(lines: int = 15) -> str:
+    return compose("logs", "--no-color", "--tail", str(lines))
 
 
 def compose_ports() -> dict[str, str]:
