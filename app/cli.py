@@ -16,6 +16,7 @@ import click
 from clickfan import __version__
 from clickfan.errors import ClickfanError
 from clickfan.settings import SettingsError
+from clickfan.supervision import stop_with_parent
 
 # name -> (module:attribute, the one-line help shown by `clickfan --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -72,6 +73,7 @@ def cli() -> None:
 
 
 def main() -> None:
+    stop_with_parent()
     try:
         code = cli.main(standalone_mode=False)
         if isinstance(code, int):

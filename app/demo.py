@@ -31,6 +31,7 @@ from clickfan.lagmon.config import ClusterConfig
 from clickfan.lagmon.reader import TopicLag, topic_lag
 from clickfan.settings import Settings, load
 from clickfan.sinks import clients
+from clickfan.supervision import child_env
 
 CLICKFAN = str(Path(sys.executable).with_name("clickfan"))
 STOP_GRACE_S = 20.0
@@ -55,6 +56,7 @@ class AppProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                env=child_env(),  # stops by itself should the demo be killed
             )
 
     @property

@@ -20,6 +20,7 @@ from typing import Any
 from clickfan.errors import ClickfanError
 from clickfan.experiments.framework import Context
 from clickfan.experiments.offsets import GroupOffsets
+from clickfan.supervision import child_env
 
 
 def clickfan_executable() -> list[str]:
@@ -80,7 +81,7 @@ class Worker:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                env=os.environ.copy(),
+                env=child_env(),  # stops by itself should the experiment be killed
             )
 
     def stop(self, timeout_s: float = 30) -> None:

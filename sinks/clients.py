@@ -62,13 +62,18 @@ class WebHdfsConnection:
 
 
 # The local secure profile (`clickfan up --secure`) keeps its Elasticsearch users'
-# passwords here, 0600: a superuser, and the indexer (clicks-* only).
+# passwords here, 0600: a superuser, and the indexer (clicks-* only); and the API key
+# the indexer uses by default (made by the superuser, limited as the indexer's role).
 ES_ADMIN_USER = "admin"
 ES_INDEXER_USER = "es-indexer"
 
 
 def es_password_file_of(settings: Settings, user: str) -> Path:
     return settings.home / "secure" / "elasticsearch" / f"{user}.password"
+
+
+def es_api_key_file_of(settings: Settings) -> Path:
+    return settings.home / "secure" / "elasticsearch" / f"{ES_INDEXER_USER}.api-key"
 
 
 def local_ca(settings: Settings) -> Path:
@@ -90,15 +95,22 @@ def elasticsearch_connection(
 ) -> ElasticsearchConnection:
     """The cluster of ``settings`` with its credentials (an API key wins over a password).
 
-    With none given and the local stack secure: its superuser, or with ``indexer`` the
-    indexer's own user, passwords from <home>/secure/elasticsearch.
+    With none given and the local stack secure: its superuser (password from
+    <home>/secure/elasticsearch), or with ``indexer`` the indexer's API key from there.
     """
-    if settings.secure and not _credentials_given(settings):
-        user = ES_INDEXER_USER if indexer else ES_ADMIN_USER
+    if settings.secure and not _credentials_given(settings) and indexer:
+        key_file = es_api_key_file_of(settings)
+        if not key_file.exists():
+            raise ClickfanError(
+                f"the indexer's API key {key_file} is missing: `clickfan up --secure` makes "
+                "it; or give CLICKFAN_ES_API_KEY(_FILE), or CLICKFAN_ES_USERNAME and a password"
+            )
+        settings = dataclasses.replace(settings, es_api_key_file=str(key_file))
+    elif settings.secure and not _credentials_given(settings):
         settings = dataclasses.replace(
             settings,
-            es_username=user,
-            es_password_file=str(es_password_file_of(settings, user)),
+            es_username=ES_ADMIN_USER,
+            es_password_file=str(es_password_file_of(settings, ES_ADMIN_USER)),
         )
     key = _es_api_key(settings)
     password = Secret() if key else _es_password(settings)

@@ -9,13 +9,17 @@ for the pipeline tests, beside its own Elasticsearch and HDFS checks.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -89,6 +93,25 @@ def clickfan(
         timeout=timeout,
         check=False,
     )
+
+
+def free_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_experiment(name: str, events: int, out: Path, timeout: float) -> dict:
+    """`clickfan experiment NAME --events N --out OUT --json`; its report, which must say ok
+    (else the failed checks and the tail of stderr)."""
+    done = clickfan(
+        "experiment", name, "--events", str(events), "--out", str(out), "--json", timeout=timeout
+    )
+    report = json.loads(done.stdout)
+    failed = [c for c in report["checks"] if not c["ok"]]
+    assert done.returncode == 0 and report["ok"], f"{failed}\n{done.stderr[-3000:]}"
+    return report
 
 
 # -- waiting ---------------------------------------------------------------------
@@ -324,8 +347,81 @@ class WorkerProcess:
         return "\n".join(text[-lines:])
 
 
-def logs(workers: list[WorkerProcess]) -> str:
+def logs(workers: Iterable[WorkerProcess]) -> str:
     return "\n".join(f"--- {w.log_path.name} ---\n{w.tail()}" for w in workers)
+
+
+class Workers(list[WorkerProcess]):
+    """Worker processes run together by `running`; once stopped, ``codes`` holds each
+    one's exit code (None: it had to be killed), in order."""
+
+    def __init__(self, workers: Iterable[WorkerProcess]) -> None:
+        super().__init__(workers)
+        self.codes: list[int | None] = []
+
+    def of_kind(self, kind: str) -> list[WorkerProcess]:
+        return [w for w in self if w.kind == kind]
+
+
+@contextlib.contextmanager
+def running(workers: Iterable[WorkerProcess]) -> Iterator[Workers]:
+    """Start each worker (again, for one that ran before) and SIGTERM each on leaving,
+    whatever happened inside; the exit codes are then in ``.codes``."""
+    started = Workers(workers)
+    try:
+        for w in started:
+            w.start()
+        yield started
+    finally:
+        started.codes = [w.stop() for w in started]
+
+
+def running_workers(
+    env: dict[str, str],
+    log_dir: Path,
+    kinds: Sequence[str] = ("es", "hdfs"),
+    args: tuple[str, ...] = (),
+) -> contextlib.AbstractContextManager[Workers]:
+    """`running` one `clickfan worker KIND [ARGS]` per entry of ``kinds``, all with ``env``
+    (usually worker_env); the logs are KIND-1.log, KIND-2.log... in ``log_dir``."""
+    seen: Counter[str] = Counter()
+    workers = []
+    for kind in kinds:
+        seen[kind] += 1
+        workers.append(WorkerProcess(kind, env, log_dir, f"{kind}-{seen[kind]}", args))
+    return running(workers)
+
+
+def wait_drained(
+    stack: Settings,
+    names: Names,
+    workers: Sequence[WorkerProcess],
+    *,
+    groups: Sequence[str] | None = None,
+    timeout: float,
+    what: str | None = None,
+    fail_fast: bool = False,
+    describe: Callable[[], str] | None = None,
+    interval: float = 1.0,
+) -> None:
+    """Wait until each of ``groups`` (default: both of the test's groups) has committed
+    every offset of the test's topic (lag 0), failing with the workers' logs.
+
+    ``fail_fast``: a worker that exits fails the wait at once rather than at the timeout.
+    """
+    if groups is None:
+        groups = (names.es_group, names.hdfs_group)
+        what = what or "both groups to commit every offset"
+    what = what or f"{', '.join(groups)} to commit every offset"
+    report = describe or (lambda: logs(workers))
+
+    def drained() -> bool:
+        if fail_fast:
+            exited = [w.log_path.name for w in workers if not w.running]
+            assert not exited, f"a worker exited ({exited})\n{report()}"
+        return all(lag(stack, g, names.topic) == 0 for g in groups)
+
+    wait_until(drained, timeout=timeout, what=what, describe=report, interval=interval)
 
 
 class ServiceControl:

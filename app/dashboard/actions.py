@@ -39,6 +39,7 @@ from clickfan.compose.native.services.kafka import KafkaBroker
 from clickfan.errors import ClickfanError
 from clickfan.experiments.offsets import GroupOffsets, parse_target, plan_json
 from clickfan.settings import Settings
+from clickfan.supervision import child_env
 
 LOG_ENTRIES = 100
 LOG_LINES = 400  # per entry; an experiment's output is cut at the start
@@ -364,7 +365,7 @@ class Actions:
         def run(entry: Entry) -> None:
             try:
                 argv = [CLICKFAN, "experiment", name, "--out", self.settings.experiment_out]
-                env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120"}
+                env = child_env({**os.environ, "NO_COLOR": "1", "COLUMNS": "120"})
                 with subprocess.Popen(
                     argv,
                     stdout=subprocess.PIPE,

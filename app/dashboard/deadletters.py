@@ -45,6 +45,7 @@ from clickfan.errors import ClickfanError
 from clickfan.settings import Settings
 from clickfan.streams import dlq as dlqs
 from clickfan.streams.dlq_commands import ALL_REASONS
+from clickfan.supervision import child_env
 
 if TYPE_CHECKING:
     from clickfan.app.dashboard.server import Dashboard
@@ -386,7 +387,7 @@ class DeadLetters:
 
     def _child(self, entry: Entry, argv: list[str], redrive_of: str | None = None) -> None:
         log = self.actions.log
-        env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120"}
+        env = child_env({**os.environ, "NO_COLOR": "1", "COLUMNS": "120"})
         proc: subprocess.Popen[str] | None = None
         try:
             proc = subprocess.Popen(

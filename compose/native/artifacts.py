@@ -2,8 +2,10 @@
 
 Each service has a pom under compose/native/maven/<service>/; Maven resolves
 its dependencies and copies the jars (or the Elasticsearch zip) into
-``<home>/artifacts/<service>-<version>/``. A ``.complete`` marker makes later
-starts offline: Maven is only needed the first time.
+``<home>/artifacts/<service>-<version>/``. One pom builds instead of copying:
+maven/elasticsearch-analysis/, a small Elasticsearch plugin the secure profile
+installs (see its pom), compiled for the node's version. A ``.complete`` marker
+makes later starts offline: Maven is only needed the first time.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ POMS = Path(__file__).parent / "maven"
 
 @dataclass(frozen=True)
 class Artifact:
-    service: str  # kafka | hadoop | elasticsearch
+    service: str  # kafka | hadoop | elasticsearch | elasticsearch-analysis
     version: str
     version_property: str  # the pom property that carries the version
     root: Path
+    built: bool = False  # the pom builds a jar (package) rather than copying dependencies
 
     @property
     def libs(self) -> Path:
@@ -60,8 +63,21 @@ def elasticsearch(settings: Settings) -> Artifact:
     return _artifact(settings, "elasticsearch")
 
 
+def elasticsearch_analysis(settings: Settings) -> Artifact:
+    """The clickfan-analysis plugin, built for the Elasticsearch version of ``settings``."""
+    version = settings.elasticsearch_version
+    root = settings.artifacts_dir / f"elasticsearch-analysis-{version}"
+    return Artifact("elasticsearch-analysis", version, "elasticsearch.version", root, built=True)
+
+
 def all_artifacts(settings: Settings) -> list[Artifact]:
-    return [kafka(settings), hadoop(settings), elasticsearch(settings)]
+    found = [kafka(settings), hadoop(settings), elasticsearch(settings)]
+    # The plugin is written against the 8.x plugin API and only the secure profile needs
+    # it: fetched with the 8.x node, so that `clickfan fetch` prepares either profile, and
+    # never in the way of an open stack on another major version.
+    if settings.secure or settings.elasticsearch_version.startswith("8."):
+        found.append(elasticsearch_analysis(settings))
+    return found
 
 
 def ensure(artifact: Artifact, console: Console) -> Artifact:
@@ -71,7 +87,10 @@ def ensure(artifact: Artifact, console: Console) -> Artifact:
     staging = artifact.root.with_name(artifact.root.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    _copy_dependencies(artifact, staging / "libs", console, final=artifact.libs)
+    if artifact.built:
+        _build_plugin(artifact, staging, console)
+    else:
+        _copy_dependencies(artifact, staging / "libs", console, final=artifact.libs)
     if artifact.service == "hadoop":
         _extract_hadoop_webapps(staging)
     shutil.rmtree(artifact.root, ignore_errors=True)
@@ -89,7 +108,40 @@ def elasticsearch_zip(artifact: Artifact) -> Path:
     return zips[0]
 
 
+def elasticsearch_plugin(artifact: Artifact) -> Path:
+    """The built plugin's folder: its jar and plugin-descriptor.properties."""
+    folder = artifact.libs / "plugin"
+    if not (folder / "plugin-descriptor.properties").exists():
+        raise ClickfanError(
+            f"{folder} holds no built plugin: remove {artifact.root} and run `clickfan fetch`."
+        )
+    return folder
+
+
 def _copy_dependencies(artifact: Artifact, target: Path, console: Console, final: Path) -> None:
+    _run_maven(
+        artifact,
+        [
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={target}",
+            "-DincludeScope=runtime",
+        ],
+        console,
+        final,
+    )
+
+
+def _build_plugin(artifact: Artifact, staging: Path, console: Console) -> None:
+    """Compile and package the plugin; the jar and its descriptor land in libs/plugin/."""
+    build = staging / "libs"
+    _run_maven(artifact, ["package", f"-Dclickfan.build.dir={build}"], console, artifact.libs)
+    # only the plugin folder is kept (not Maven's classes/ and the like)
+    for entry in build.iterdir():
+        if entry.is_dir() and entry.name != "plugin":
+            shutil.rmtree(entry)
+
+
+def _run_maven(artifact: Artifact, goals: list[str], console: Console, final: Path) -> None:
     """Run Maven, streaming its download lines into a progress status."""
     pom = POMS / artifact.service / "pom.xml"
     cmd = [
@@ -98,9 +150,7 @@ def _copy_dependencies(artifact: Artifact, target: Path, console: Console, final
         "-f",
         str(pom),
         f"-D{artifact.version_property}={artifact.version}",
-        "dependency:copy-dependencies",
-        f"-DoutputDirectory={target}",
-        "-DincludeScope=runtime",
+        *goals,
     ]
     label = f"{artifact.service} {artifact.version}"
     downloaded = 0

@@ -517,7 +517,11 @@ def wipe_data(settings: Settings, console: Console) -> None:
 
 
 def find_service(settings: Settings, name: str) -> Service:
+    from clickfan.compose.native import hosts  # it imports this module
+
     every = all_services(settings, extra_cluster=True, optional=OPTIONAL_NAMES)
+    if hosts.active(settings):  # `up --hosts`: its brokers, kafka-h1..3
+        every = [*every, *hosts.host_brokers(settings)]
     services = {s.name: s for s in every}
     if name not in services:
         raise ClickfanError(
@@ -575,7 +579,8 @@ def start_one(settings: Settings, name: str, console: Console) -> None:
         return
     java = check_java(settings)
     fetch_artifacts(settings, console)
-    process.check_ports_free(settings.host, service.ports)
+    if service.settings.host == settings.host:  # not a --hosts broker in its own namespace
+        process.check_ports_free(settings.host, service.ports)
     service.prepare(java)
     pid = process.start(service.launch_spec(java))
     deadline = time.monotonic() + settings.start_timeout_s

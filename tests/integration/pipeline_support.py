@@ -8,10 +8,13 @@ tests keep importing everything from this module (`ps.lag`, `ps.WorkerProcess`).
 from __future__ import annotations
 
 import posixpath
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
+from confluent_kafka import Producer
 from elasticsearch import Elasticsearch, helpers
 from hdfs import InsecureClient
 
@@ -25,11 +28,15 @@ from tests.support import (
     Names,
     Record,
     WorkerProcess,
+    Workers,
     committed,
     end_offsets,
     lag,
     logs,
     read_topic,
+    running,
+    running_workers,
+    wait_drained,
     wait_until,
     worker_env,
 )
@@ -40,19 +47,25 @@ __all__ = [
     "Names",
     "Record",
     "WorkerProcess",
+    "Workers",
     "committed",
     "end_offsets",
     "lag",
     "logs",
     "read_topic",
+    "running",
+    "running_workers",
+    "wait_drained",
     "wait_until",
     "worker_env",
     # this module's own
     "ArchivedFile",
+    "BackgroundProducer",
     "assert_archived",
     "assert_exact",
     "assert_indexed",
     "check_archive",
+    "create_refusing_index",
     "dead_letters",
     "es_client",
     "es_count",
@@ -62,6 +75,7 @@ __all__ = [
     "iter_valid",
     "leftovers",
     "produce",
+    "put_dead_letters",
     "read_archive",
     "source_of",
 ]
@@ -87,6 +101,61 @@ def produce(
     )
     assert summary.ok and summary.acknowledged == count, summary.to_dict()
     return summary
+
+
+class BackgroundProducer:
+    """`produce` in a thread, so that a test can kill or stop things while events flow."""
+
+    def __init__(self, settings: Settings, names: Names, count: int, **options: Any) -> None:
+        self._result: list[ProduceSummary] = []
+        self._thread = threading.Thread(
+            target=lambda: self._result.append(produce(settings, names, count, **options))
+        )
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self) -> ProduceSummary:
+        """Wait for the end of production; its summary (a failure is in the log above)."""
+        self._thread.join()
+        assert self._result, "the producer failed (see the log above)"
+        return self._result[0]
+
+
+def put_dead_letters(
+    settings: Settings,
+    names: Names,
+    values: list[bytes],
+    *,
+    group: str,
+    reason: bytes,
+    message: bytes,
+    first_offset: int = 0,
+    source_timestamp: bool = True,
+) -> None:
+    """Write ``values`` to the test's DLQ as ``group``'s dead letters (attempt 1), as if
+    read from partition 0 of the test's topic at ``first_offset``, ``first_offset`` + 1...;
+    spread over the DLQ's partitions in turn. ``source_timestamp``: with an (empty)
+    clickfan.source.timestamp header, as the workers write it."""
+    producer = Producer({"bootstrap.servers": settings.bootstrap_servers, "acks": "all"})
+    for i, value in enumerate(values):
+        headers = [
+            ("clickfan.error.reason", reason),
+            ("clickfan.error.message", message),
+            ("clickfan.source.topic", names.topic.encode()),
+            ("clickfan.source.partition", b"0"),
+            ("clickfan.source.offset", str(first_offset + i).encode()),
+            ("clickfan.source.timestamp", b""),
+            ("clickfan.dlq.group", group.encode()),
+            ("clickfan.dlq.attempt", b"1"),
+        ]
+        if not source_timestamp:
+            headers = [h for h in headers if h[0] != "clickfan.source.timestamp"]
+        producer.produce(names.dlq_topic, value, partition=i % settings.partitions, headers=headers)
+    assert producer.flush(30) == 0
 
 
 def dead_letters(settings: Settings, names: Names, group: str) -> list[Record]:
@@ -117,6 +186,17 @@ def es_ids(settings: Settings, names: Names) -> Counter[str]:
     es.indices.refresh(index=pattern, allow_no_indices=True)
     hits = helpers.scan(es, index=pattern, query={"query": {"match_all": {}}}, _source=False)
     return Counter(hit["_id"] for hit in hits)
+
+
+def create_refusing_index(settings: Settings, index: str) -> None:
+    """Create ``index`` with ``city`` mapped as a number (before the indexer's template can
+    make it), so Elasticsearch refuses every valid event of its day as a mapping error."""
+    with es_client(settings) as es:
+        es.indices.create(
+            index=index,
+            settings={"number_of_shards": 1, "number_of_replicas": 0},
+            mappings={"properties": {"city": {"type": "long"}}},
+        )
 
 
 def es_count(settings: Settings, names: Names) -> int:

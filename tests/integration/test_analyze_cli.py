@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,7 @@ from clickfan.analysis.questions import ENGINES, QUESTIONS
 from clickfan.app.dashboard.analysis_panel import AnalysisPanel
 from clickfan.settings import Settings
 from tests.integration import pipeline_support as ps
-from tests.support import Names, clickfan, names_env
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.support import Names, clickfan, free_port, names_env
 
 
 @pytest.mark.parametrize(
@@ -49,30 +42,13 @@ def test_bad_input_exit_2_with_the_choices(args: list[str], names_in_message: li
 def test_hdfs_down_es_answers_alone_and_both_agree_once_caught_up(
     stack: Settings, names: Names, tmp_path: Path
 ) -> None:
-    env = ps.worker_env(stack, names)
-    workers = [
-        ps.WorkerProcess("es", env, tmp_path, "es"),
-        ps.WorkerProcess("hdfs", env, tmp_path, "hdfs"),
-    ]
-    for w in workers:
-        w.start()
-    try:
+    with ps.running_workers(ps.worker_env(stack, names), tmp_path) as workers:
         ps.produce(stack, names, 2000, seed=77)
-        ps.wait_until(
-            lambda: (
-                ps.lag(stack, names.es_group, names.topic) == 0
-                and ps.lag(stack, names.hdfs_group, names.topic) == 0
-            ),
-            timeout=300,
-            what="both groups to commit every offset",
-            describe=lambda: ps.logs(workers),
-        )
-    finally:
-        codes = [w.stop() for w in workers]
-    assert codes == [0, 0], ps.logs(workers)
+        ps.wait_drained(stack, names, workers, timeout=300)
+    assert workers.codes == [0, 0], ps.logs(workers)
 
     # the NameNode unreachable (a port nobody listens on): Elasticsearch answers alone
-    hdfs_gone = {**names_env(names), "CLICKFAN_NAMENODE_RPC_PORT": str(_closed_port())}
+    hdfs_gone = {**names_env(names), "CLICKFAN_NAMENODE_RPC_PORT": str(free_port())}
     done = clickfan("analyze", "top-pages", "--engine", "both", "--json", env=hdfs_gone)
     assert done.returncode == 0, done.stderr
     alone = json.loads(done.stdout)

@@ -9,7 +9,6 @@ once, equal to the event decoded from its Kafka value, nothing else.
 from __future__ import annotations
 
 import posixpath
-import threading
 import time
 import uuid
 from collections import Counter
@@ -30,7 +29,6 @@ from clickfan.events import (
 )
 from clickfan.generators import hostile
 from clickfan.generators.events import EventGenerator
-from clickfan.generators.producer import ProduceSummary
 from clickfan.settings import Settings
 from clickfan.sinks import hdfs_formats, hdfs_parquet, hdfs_read
 from clickfan.sinks.hdfs_fence import commit_name, data_name, partition_dir
@@ -143,11 +141,13 @@ def _read_parquet_directly(stack: Settings, path: str) -> pa.Table:
 
 
 def _drain(stack: Settings, names: Names, workers: list[ps.WorkerProcess]) -> None:
-    ps.wait_until(
-        lambda: ps.lag(stack, names.hdfs_group, names.topic) == 0,
+    ps.wait_drained(
+        stack,
+        names,
+        workers,
+        groups=[names.hdfs_group],
         timeout=300,
         what="the archiver to commit every offset",
-        describe=lambda: ps.logs(workers),
     )
     assert all(w.running for w in workers), ps.logs(workers)
 
@@ -156,22 +156,10 @@ def test_parquet_archive_holds_every_event_once_through_kill_9(
     stack: Settings, names: Names, tmp_path: Path
 ) -> None:
     env = ps.worker_env(stack, names, hdfs_roll_records=300, hdfs_roll_s=1)
-    worker = ps.WorkerProcess("hdfs", env, tmp_path, "hdfs-1", args=PARQUET)
-    worker.start()
-    result: list[ProduceSummary] = []
-    producer = threading.Thread(
-        target=lambda: result.append(
-            ps.produce(
-                stack,
-                names,
-                3_000,
-                rate=200.0,
-                bad_fraction=0.02,
-                start_time=ps.hour_boundary_start(),
-            )
-        )
+    producer = ps.BackgroundProducer(
+        stack, names, 3_000, rate=200.0, bad_fraction=0.02, start_time=ps.hour_boundary_start()
     )
-    try:
+    with ps.running_workers(env, tmp_path, kinds=["hdfs"], args=PARQUET) as (worker,):
         producer.start()
         # half-way: once rolls have been committed, while events still arrive
         markers = posixpath.join(names.hdfs_root, COMMITTED_DIR)
@@ -188,10 +176,9 @@ def test_parquet_archive_holds_every_event_once_through_kill_9(
         assert producer.is_alive(), "production ended before the kill: raise its length"
         worker.kill9()
         worker.start()
-        producer.join()
-        assert result, "the producer failed (see the log above)"
+        summary = producer.join()
         _drain(stack, names, [worker])
-        ps.assert_archived(stack, names, result[0])  # offsets once, DLQ accounting
+        ps.assert_archived(stack, names, summary)  # offsets once, DLQ accounting
         files = _assert_archive_is_the_topic(stack, names)
         assert {f.name.format for f in files} == {"parquet"}
         assert {f.folder for f in files} == {
@@ -201,16 +188,13 @@ def test_parquet_archive_holds_every_event_once_through_kill_9(
         rows = sum(_read_parquet_directly(stack, f.path).num_rows for f in files)
         assert rows == sum(len(f.events) for f in files)
         assert worker.starts == 2
-    finally:
-        worker.stop()
 
 
 def test_hostile_and_extra_field_events_survive_the_parquet_round_trip(
     stack: Settings, names: Names, tmp_path: Path
 ) -> None:
-    worker = ps.WorkerProcess("hdfs", ps.worker_env(stack, names), tmp_path, "hdfs-1", PARQUET)
-    worker.start()
-    try:
+    env = ps.worker_env(stack, names)
+    with ps.running_workers(env, tmp_path, kinds=["hdfs"], args=PARQUET) as (worker,):
         ps.produce(stack, names, 300, seed=3)
         records = hostile.corpus(seed=2, max_event_bytes=stack.max_event_bytes)
         placed = hostile.send(stack.bootstrap_servers, names.topic, records)
@@ -238,8 +222,6 @@ def test_hostile_and_extra_field_events_survive_the_parquet_round_trip(
         assert any(set(e) - set(hdfs_parquet.SCHEMA.names) for f in files for e in f.events), (
             "some hostile event should carry an extra field"
         )
-    finally:
-        worker.stop()
 
 
 def _dead_owner_roll(
@@ -298,11 +280,8 @@ def test_leftovers_of_either_format_are_recovered_and_formats_can_be_switched(
 
     env = ps.worker_env(stack, names)
     parquet = ps.WorkerProcess("hdfs", env, tmp_path, "hdfs-parquet", PARQUET)
-    parquet.start()
-    try:
-        _drain(stack, names, [parquet])
-    finally:
-        parquet.stop()
+    with ps.running([parquet]) as workers:
+        _drain(stack, names, workers)
     log = parquet.log_path.read_text()
     assert "partition 0: fenced 1 earlier owner folder(s); finished 1 committed rolls" in log
     assert "partition 1: fenced 1 earlier owner folder(s); finished 1 committed rolls" in log
@@ -310,12 +289,8 @@ def test_leftovers_of_either_format_are_recovered_and_formats_can_be_switched(
     assert "partition 2: resuming after offset None" in log
 
     ps.produce(stack, names, 600, seed=9, start_time=ps.hour_boundary_start())
-    plain = ps.WorkerProcess("hdfs", env, tmp_path, "hdfs-jsonl", JSONL)
-    plain.start()
-    try:
-        _drain(stack, names, [plain])
-    finally:
-        plain.stop()
+    with ps.running([ps.WorkerProcess("hdfs", env, tmp_path, "hdfs-jsonl", JSONL)]) as workers:
+        _drain(stack, names, workers)
 
     files = _assert_archive_is_the_topic(stack, names)
     formats_by_folder: dict[str, set[str]] = {}
@@ -335,24 +310,14 @@ def test_the_dlq_redrive_archives_in_the_chosen_format(stack: Settings, names: N
     ps.produce(stack, names, 120, seed=5)
     events = _valid_records(stack, names.topic)
     values = [encode_event(e) for _, e in sorted(events.items())]
-    producer = Producer({"bootstrap.servers": stack.bootstrap_servers, "acks": "all"})
-    for i, value in enumerate(values):
-        producer.produce(
-            names.dlq_topic,
-            value,
-            partition=i % stack.partitions,
-            headers=[
-                ("clickfan.error.reason", b"invalid_values"),
-                ("clickfan.error.message", b"a rule since relaxed"),
-                ("clickfan.source.topic", names.topic.encode()),
-                ("clickfan.source.partition", b"0"),
-                ("clickfan.source.offset", str(i).encode()),
-                ("clickfan.source.timestamp", b""),
-                ("clickfan.dlq.group", names.hdfs_group.encode()),
-                ("clickfan.dlq.attempt", b"1"),
-            ],
-        )
-    assert producer.flush(30) == 0
+    ps.put_dead_letters(
+        stack,
+        names,
+        values,
+        group=names.hdfs_group,
+        reason=b"invalid_values",
+        message=b"a rule since relaxed",
+    )
     env = ps.worker_env(stack, names, hdfs_format="parquet")
     done = clickfan("dlq", "redrive", "--group", names.hdfs_group, env=env, timeout=400)
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr[-3000:]}"

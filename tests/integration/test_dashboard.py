@@ -16,7 +16,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from rich.console import Console
 
 from clickfan.compose.native import stack as native_stack
 from clickfan.settings import Settings
-from tests.support import CLICKFAN, Names, wait_until, worker_env
+from tests.support import CLICKFAN, Names, free_port, wait_until, worker_env
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "reports" / "screenshots"
@@ -46,12 +45,6 @@ CHROMIUM_ARGS = [
 ]
 
 pytestmark = pytest.mark.integration
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -135,13 +128,22 @@ def start_dashboard(
     return d
 
 
-@pytest.fixture
-def dashboard(stack: Settings, names: Names, tmp_path: Path) -> Iterator[DashboardProcess]:
-    d = start_dashboard(stack, names, tmp_path / "logs", rate=50)
+@contextlib.contextmanager
+def running_dashboard(
+    settings: Settings, names: Names, log_dir: Path, rate: float, **extra: object
+) -> Iterator[DashboardProcess]:
+    """start_dashboard, stopped (with what it runs) on leaving, whatever happened."""
+    d = start_dashboard(settings, names, log_dir, rate, **extra)
     try:
         yield d
     finally:
         d.stop()
+
+
+@pytest.fixture
+def dashboard(stack: Settings, names: Names, tmp_path: Path) -> Iterator[DashboardProcess]:
+    with running_dashboard(stack, names, tmp_path / "logs", rate=50) as d:
+        yield d
 
 
 @pytest.fixture(scope="module")
@@ -391,24 +393,23 @@ def test_a_quick_experiment_from_the_page_and_its_report(
     stack: Settings, names: Names, tmp_path: Path, browser: Browser
 ) -> None:
     reports = tmp_path / "reports"
-    d = start_dashboard(stack, names, tmp_path / "logs", rate=0, experiment_out=reports)
-    try:
-        with open_page(browser, d) as page:
-            assert "no reports" in page.page.locator("#reports").inner_text()
-            page.page.select_option("#experiment-name", "partitioner")  # Kafka only
-            text = page.run("experiment", "the partitioner experiment", timeout=600)
-            assert "partitioner" in text
-            link = page.page.locator("#reports a", has_text="partitioner")
-            wait_until(lambda: link.count() == 1, timeout=30, what="the new report in the list")
-            link.click()
-            page.page.wait_for_selector("#report h1")
-            images = page.page.locator("#report img")
-            assert images.count() >= 1, "the report shows no plot"
-            page.page.wait_for_function(
-                "[...document.querySelectorAll('#report img')].every((i) => i.naturalWidth > 0)",
-                timeout=30_000,
-            )
-            page.shot("dashboard-report")
-            assert page.errors == [], page.errors
-    finally:
-        d.stop()
+    with (
+        running_dashboard(stack, names, tmp_path / "logs", rate=0, experiment_out=reports) as d,
+        open_page(browser, d) as page,
+    ):
+        assert "no reports" in page.page.locator("#reports").inner_text()
+        page.page.select_option("#experiment-name", "partitioner")  # Kafka only
+        text = page.run("experiment", "the partitioner experiment", timeout=600)
+        assert "partitioner" in text
+        link = page.page.locator("#reports a", has_text="partitioner")
+        wait_until(lambda: link.count() == 1, timeout=30, what="the new report in the list")
+        link.click()
+        page.page.wait_for_selector("#report h1")
+        images = page.page.locator("#report img")
+        assert images.count() >= 1, "the report shows no plot"
+        page.page.wait_for_function(
+            "[...document.querySelectorAll('#report img')].every((i) => i.naturalWidth > 0)",
+            timeout=30_000,
+        )
+        page.shot("dashboard-report")
+        assert page.errors == [], page.errors

@@ -16,32 +16,29 @@ from playwright.sync_api import Page
 
 from clickfan.settings import Settings
 from tests.integration import pipeline_support as ps
-from tests.integration.test_dashboard import browser, free_port  # noqa: F401 (a fixture)
-from tests.support import CLICKFAN, Names, clickfan, names_env, wait_until
+from tests.integration.test_dashboard import browser  # noqa: F401 (a fixture)
+from tests.support import CLICKFAN, Names, clickfan, free_port, names_env, wait_until
 
 
 @pytest.fixture
-def quiet_pipeline(stack: Settings, names: Names, tmp_path: Path) -> Iterator[list]:
-    """Both workers on the test's names, caught up with 1 200 events of the last minute."""
-    env = ps.worker_env(stack, names)
-    workers = [
-        ps.WorkerProcess("es", env, tmp_path, "es"),
-        ps.WorkerProcess("hdfs", env, tmp_path, "hdfs"),
-    ]
-    for w in workers:
-        w.start()
-    try:
+def quiet_pipeline(stack: Settings, names: Names, tmp_path: Path) -> Iterator[ps.Workers]:
+    """Both workers on the test's names, the indexer caught up with 1 200 events of the
+    last minute."""
+    with ps.running_workers(ps.worker_env(stack, names), tmp_path) as workers:
         ps.produce(stack, names, 1200, seed=16)
-        ps.wait_until(
-            lambda: ps.lag(stack, names.es_group, names.topic) == 0,
-            timeout=300,
-            what="the indexer to commit every offset",
-            describe=lambda: ps.logs(workers),
-        )
+        _indexed(stack, names, workers, timeout=300)
         yield workers
-    finally:
-        for w in workers:
-            w.stop()
+
+
+def _indexed(stack: Settings, names: Names, workers: ps.Workers, timeout: float) -> None:
+    ps.wait_drained(
+        stack,
+        names,
+        workers,
+        groups=[names.es_group],
+        timeout=timeout,
+        what="the indexer to commit every offset",
+    )
 
 
 def _panel_rows(page: Page, question: str) -> list[list[str]]:
@@ -66,7 +63,7 @@ def test_panel_shows_the_live_answers(
     stack: Settings,
     names: Names,
     tmp_path: Path,
-    quiet_pipeline: list,
+    quiet_pipeline: ps.Workers,
     browser,  # noqa: ANN001, F811
 ) -> None:
     port = free_port()
@@ -102,7 +99,7 @@ def test_panel_shows_the_live_answers(
 
         # new events show up within a few refreshes, without reloading the page
         ps.produce(stack, names, 300, seed=17)
-        ps.wait_until(lambda: ps.lag(stack, names.es_group, names.topic) == 0, 120, "indexer")
+        _indexed(stack, names, quiet_pipeline, timeout=120)
 
         def shown_total() -> int:
             bars = page.locator("#analysis .minute-bar")

@@ -26,11 +26,10 @@ from tests.integration import pipeline_support as ps
 from tests.integration.test_dashboard import (  # noqa: F401 (browser: a fixture)
     DashboardPage,
     browser,
-    free_port,
     open_page,
-    start_dashboard,
+    running_dashboard,
 )
-from tests.support import Names, clickfan, committed, wait_until
+from tests.support import Names, clickfan, committed, free_port, wait_until
 
 HOSTILE = b"<img src=x onerror=alert(1)>"
 NOT_UTF8 = b"\xff\xfe<b>bold</b>\x1b[31m"
@@ -53,23 +52,16 @@ def _send_bad_records(stack: Settings, names: Names) -> None:
 def _inject_es_dead_letters(stack: Settings, names: Names) -> set[str]:
     """Valid events as the indexer's dead letters (es_rejected); their ids."""
     events = EventGenerator(11, start_time=DAY).take(VALID)
-    producer = Producer({"bootstrap.servers": stack.bootstrap_servers, "acks": "all"})
-    for i, event in enumerate(events):
-        producer.produce(
-            names.dlq_topic,
-            encode_event(event),
-            partition=i % stack.partitions,
-            headers=[
-                ("clickfan.error.reason", b"es_rejected"),
-                ("clickfan.error.message", b"a mapping since fixed"),
-                ("clickfan.source.topic", names.topic.encode()),
-                ("clickfan.source.partition", b"0"),
-                ("clickfan.source.offset", str(1_000_000 + i).encode()),
-                ("clickfan.dlq.group", names.es_group.encode()),
-                ("clickfan.dlq.attempt", b"1"),
-            ],
-        )
-    assert producer.flush(30) == 0
+    ps.put_dead_letters(
+        stack,
+        names,
+        [encode_event(e) for e in events],
+        group=names.es_group,
+        reason=b"es_rejected",
+        message=b"a mapping since fixed",
+        first_offset=1_000_000,
+        source_timestamp=False,  # none: a re-drive carries it over as empty
+    )
     return {e["event_id"] for e in events}
 
 
@@ -138,9 +130,8 @@ def test_dead_letters_on_the_page(
     tmp_path: Path,
     browser: Browser,  # noqa: F811
 ) -> None:
-    d = start_dashboard(stack, names, tmp_path / "logs", rate=0)
     es, hdfs = names.es_group, names.hdfs_group
-    try:
+    with running_dashboard(stack, names, tmp_path / "logs", rate=0) as d:
         _send_bad_records(stack, names)
         valid = _inject_es_dead_letters(stack, names)
         with open_page(browser, d) as page:
@@ -221,8 +212,6 @@ def test_dead_letters_on_the_page(
             # the browser logs the refused request's 409 itself; nothing else went wrong
             conflict = "the server responded with a status of 409 (Conflict)"
             assert [e for e in page.errors if conflict not in e] == [], page.errors
-    finally:
-        d.stop()
 
 
 def test_a_redrive_from_the_page_into_a_sink_that_is_down_holds_until_stopped(
@@ -232,9 +221,8 @@ def test_a_redrive_from_the_page_into_a_sink_that_is_down_holds_until_stopped(
     browser: Browser,  # noqa: F811
 ) -> None:
     # this dashboard (its workers and its re-drives) finds nothing on Elasticsearch's port
-    d = start_dashboard(stack, names, tmp_path / "logs", rate=0, es_port=free_port())
     es = names.es_group
-    try:
+    with running_dashboard(stack, names, tmp_path / "logs", rate=0, es_port=free_port()) as d:
         _inject_es_dead_letters(stack, names)
         with open_page(browser, d) as page:
             wait_until(
@@ -267,5 +255,3 @@ def test_a_redrive_from_the_page_into_a_sink_that_is_down_holds_until_stopped(
             progress = committed(stack, f"{es}.redrive", names.dlq_topic, stack.partitions)
             assert not any(progress.values())
             assert _counts(_rows(page)) == {(es, "es_rejected"): VALID}
-    finally:
-        d.stop()

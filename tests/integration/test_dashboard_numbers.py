@@ -32,7 +32,7 @@ from tests.integration.test_dashboard import (
     DashboardPage,
     DashboardProcess,
     browser,  # noqa: F401 - the fixture
-    start_dashboard,
+    running_dashboard,
 )
 from tests.support import Names, wait_until
 
@@ -105,8 +105,7 @@ def test_numbers_with_six_partitions(
     browser: Browser,  # noqa: F811
 ) -> None:
     # no producer: each event the test produces is the only change the page can show
-    d = start_dashboard(stack, names, tmp_path / "logs", rate=0)
-    try:
+    with running_dashboard(stack, names, tmp_path / "logs", rate=0) as d:
         page = _open(browser, d)
         first = _page_numbers(page)
         state_bytes = len(requests.get(f"{d.url}api/state", timeout=5).content)
@@ -142,8 +141,6 @@ def test_numbers_with_six_partitions(
             },
         )
         assert page.errors == [], page.errors
-    finally:
-        d.stop()
 
 
 @pytest.fixture
@@ -167,8 +164,7 @@ def test_numbers_with_a_group_of_100_partitions(
     tmp_path: Path,
     browser: Browser,  # noqa: F811
 ) -> None:
-    d = start_dashboard(stack, wide_names, tmp_path / "logs", rate=200)
-    try:
+    with running_dashboard(stack, wide_names, tmp_path / "logs", rate=200) as d:
         wait_until(
             lambda: json.loads(requests.get(f"{d.url}api/state", timeout=5).content)["groups"][0][
                 "members"
@@ -199,5 +195,3 @@ def test_numbers_with_a_group_of_100_partitions(
         )
         page.shot("dashboard-100-partitions")
         assert page.errors == [], page.errors
-    finally:
-        d.stop()

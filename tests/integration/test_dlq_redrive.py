@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +21,7 @@ from confluent_kafka import Producer
 
 from clickfan.settings import Settings
 from tests.integration import pipeline_support as ps
-from tests.support import CLICKFAN, Names, clickfan, committed, end_offsets
+from tests.support import CLICKFAN, Names, clickfan, committed, end_offsets, free_port
 
 EVENTS = 300
 BAD_FRACTION = 0.05
@@ -87,24 +86,17 @@ def _redrive_killed_half_way(
 
 
 def _inject_hdfs_dead_letters(stack: Settings, names: Names, events: list[bytes]) -> None:
-    producer = Producer({"bootstrap.servers": stack.bootstrap_servers, "acks": "all"})
-    for i, value in enumerate(events):
-        producer.produce(
-            names.dlq_topic,
-            value,
-            partition=i % stack.partitions,
-            headers=[
-                ("clickfan.error.reason", b"invalid_values"),
-                ("clickfan.error.message", b"a rule since relaxed"),
-                ("clickfan.source.topic", names.topic.encode()),
-                ("clickfan.source.partition", b"0"),
-                ("clickfan.source.offset", str(1_000_000 + i).encode()),
-                ("clickfan.source.timestamp", b""),
-                ("clickfan.dlq.group", names.hdfs_group.encode()),
-                ("clickfan.dlq.attempt", b"1"),
-            ],
-        )
+    ps.put_dead_letters(
+        stack,
+        names,
+        events,
+        group=names.hdfs_group,
+        reason=b"invalid_values",
+        message=b"a rule since relaxed",
+        first_offset=1_000_000,
+    )
     # written by something else: never re-driven, and shown as such
+    producer = Producer({"bootstrap.servers": stack.bootstrap_servers, "acks": "all"})
     producer.produce(names.dlq_topic, b"\x1b[31mnot ours\x00", headers=[("x", b"y")])
     assert producer.flush(30) == 0
 
@@ -132,42 +124,16 @@ def test_inspect_redrive_after_a_fix_and_purge(
     stack: Settings, names: Names, tmp_path: Path
 ) -> None:
     index = f"{names.index_prefix}-{DAY:%Y.%m.%d}"
-    with ps.es_client(stack) as es:
-        es.indices.create(
-            index=index,
-            settings={"number_of_shards": 1, "number_of_replicas": 0},
-            mappings={"properties": {"city": {"type": "long"}}},
-        )
+    ps.create_refusing_index(stack, index)
     summary = ps.produce(stack, names, EVENTS, bad_fraction=BAD_FRACTION, start_time=DAY)
     valid = {eid for eid, _, _ in ps.iter_valid(summary)}
     bad = sum(1 for d in summary.deliveries or [] if d.bad_kind)
     assert bad > 0 and len(valid) + bad == EVENTS
 
     # small batches and rolls: many commits, so that the kill lands half-way
-    env = {
-        **ps.worker_env(stack, names),
-        "CLICKFAN_WORKER_BATCH_RECORDS": "10",
-        "CLICKFAN_HDFS_ROLL_RECORDS": "5",
-    }
-    workers = [
-        ps.WorkerProcess("es", env, tmp_path, "es-1"),
-        ps.WorkerProcess("hdfs", env, tmp_path, "hdfs-1"),
-    ]
-    for w in workers:
-        w.start()
-    try:
-        ps.wait_until(
-            lambda: (
-                ps.lag(stack, names.es_group, names.topic) == 0
-                and ps.lag(stack, names.hdfs_group, names.topic) == 0
-            ),
-            timeout=300,
-            what="both groups to commit every offset",
-            describe=lambda: ps.logs(workers),
-        )
-    finally:
-        for w in workers:
-            w.stop()
+    env = ps.worker_env(stack, names, worker_batch_records=10, hdfs_roll_records=5)
+    with ps.running_workers(env, tmp_path) as workers:
+        ps.wait_drained(stack, names, workers, timeout=300)
     assert not ps.es_ids(stack, names), "Elasticsearch refused the day's events"
 
     # inspect: counts by group and reason
@@ -239,36 +205,23 @@ def _retrying_after_assignment(text: str) -> bool:
     return assigned >= 0 and text.rfind("retrying with backoff") > assigned
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_a_redrive_into_a_sink_that_is_down_holds_then_finishes(
     stack: Settings, names: Names, tmp_path: Path
 ) -> None:
     index = f"{names.index_prefix}-{DAY:%Y.%m.%d}"
-    with ps.es_client(stack) as es:
-        es.indices.create(
-            index=index,
-            settings={"number_of_shards": 1, "number_of_replicas": 0},
-            mappings={"properties": {"city": {"type": "long"}}},
-        )
+    ps.create_refusing_index(stack, index)
     summary = ps.produce(stack, names, 60, start_time=DAY)
     valid = {eid for eid, _, _ in ps.iter_valid(summary)}
     env = ps.worker_env(stack, names)
-    worker = ps.WorkerProcess("es", env, tmp_path, "es-1")
-    worker.start()
-    try:
-        ps.wait_until(
-            lambda: ps.lag(stack, names.es_group, names.topic) == 0,
+    with ps.running_workers(env, tmp_path, kinds=["es"]) as workers:
+        ps.wait_drained(
+            stack,
+            names,
+            workers,
+            groups=[names.es_group],
             timeout=300,
             what="the indexer to commit every offset",
-            describe=worker.tail,
         )
-    finally:
-        worker.stop()
     assert _summary(env)[names.es_group]["es_rejected"]["count"] == len(valid)
     with ps.es_client(stack) as es:
         es.indices.delete(index=index)
@@ -278,7 +231,7 @@ def test_a_redrive_into_a_sink_that_is_down_holds_then_finishes(
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [CLICKFAN, "dlq", "redrive", "--group", names.es_group],
-            env={**env, "CLICKFAN_ES_PORT": str(_free_port())},
+            env={**env, "CLICKFAN_ES_PORT": str(free_port())},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -8,14 +8,13 @@ One Spark session: the experiment's own.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
 from clickfan.settings import Settings
 from tests.integration.test_experiments_quick import _may_stop_services
-from tests.support import clickfan
+from tests.support import run_experiment
 
 EVENTS = 600
 
@@ -28,19 +27,7 @@ def test_analysis_experiment_claims_hold(
             "the analysis experiment stops Elasticsearch: --stack=native, or "
             "CLICKFAN_TEST_STOP_SERVICES=1 on an external stack nobody else is using"
         )
-    done = clickfan(
-        "experiment",
-        "analysis",
-        "--events",
-        str(EVENTS),
-        "--out",
-        str(tmp_path),
-        "--json",
-        timeout=900,
-    )
-    report = json.loads(done.stdout)
-    failed = [c for c in report["checks"] if not c["ok"]]
-    assert done.returncode == 0 and report["ok"], f"{failed}\n{done.stderr[-3000:]}"
+    report = run_experiment("analysis", EVENTS, tmp_path, timeout=900)
     names = [c["name"] for c in report["checks"]]
     for claim in ("indexer behind", "after the catch-up", "after retention", "rebuilt index vs"):
         assert any(claim in n for n in names), f"no check about {claim!r}: {names}"

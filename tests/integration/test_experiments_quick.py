@@ -10,7 +10,7 @@ import pytest
 
 from clickfan.experiments.registry import available
 from clickfan.settings import Settings
-from tests.support import clickfan
+from tests.support import run_experiment
 
 QUICK = {
     # name -> events: enough to show the claim, few enough for two cores
@@ -45,19 +45,7 @@ def test_experiment_reports_ok(
             f"{name} stops a service: it runs with --stack=native (a stack of its own), or "
             "with CLICKFAN_TEST_STOP_SERVICES=1 on an external stack nobody else is using"
         )
-    done = clickfan(
-        "experiment",
-        name,
-        "--events",
-        str(QUICK[name]),
-        "--out",
-        str(tmp_path),
-        "--json",
-        timeout=600,
-    )
-    report = json.loads(done.stdout)
-    failed = [c for c in report["checks"] if not c["ok"]]
-    assert done.returncode == 0 and report["ok"], f"{failed}\n{done.stderr[-3000:]}"
+    report = run_experiment(name, QUICK[name], tmp_path, timeout=600)
     assert {"name", "expected", "measured", "ok"} <= set(report)
     assert report["name"] == name
     (folder,) = tmp_path.iterdir()

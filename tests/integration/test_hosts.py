@@ -72,6 +72,17 @@ def test_three_hosts_up_status_console_tools_crash_and_down(tmp_path: Path) -> N
         )
         assert sorted(consumed.stdout.split()) == ["one", "three", "two"]
 
+        # one host's broker stopped and started again by name, as on the plain stack
+        stopped = clickfan("stop", "kafka-h2", env=env, timeout=120)
+        assert stopped.returncode == 0 and "stopped kafka-h2" in stopped.stderr, stopped.stderr
+        status = json.loads(clickfan("status", "--json", env=env).stdout)
+        states = {s["name"]: s["state"] for s in status["services"]}
+        assert states["kafka-h2"] == "down" and states["kafka-h1"] == "healthy", states
+        started = clickfan("start", "kafka-h2", env=env, timeout=300)
+        assert started.returncode == 0, started.stderr[-3000:]
+        status = json.loads(clickfan("status", "--json", env=env).stdout)
+        assert {s["name"]: s["state"] for s in status["services"]}["kafka-h2"] == "healthy"
+
         # a run killed without `down`: its brokers die, the network stays behind ...
         for b in hosts.host_brokers(Settings(home=home)):
             os.kill(int(b.pid_file.read_text()), signal.SIGKILL)

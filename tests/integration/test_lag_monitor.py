@@ -14,7 +14,6 @@ import asyncio
 import dataclasses
 import json
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -32,7 +31,7 @@ from clickfan.lagmon import config as lagconfig
 from clickfan.lagmon import httpserver
 from clickfan.lagmon.monitor import Monitor
 from clickfan.settings import Settings
-from tests.support import CLICKFAN, clickfan, wait_for
+from tests.support import CLICKFAN, clickfan, free_port, wait_for
 
 INTERVAL_S = 0.5
 WINDOW = 5
@@ -427,12 +426,6 @@ def test_unknown_names_are_404_and_bad_names_400(api: Api) -> None:
     assert api.get("/v3/kafka/bad%20cluster/consumer", expect=400)["error"] is True
     assert api.get("/v3/kafka/local/topic/bad%24topic", expect=400)["error"] is True
     assert requests.get(f"{api.url}/burrow/admin", timeout=10).text == "GOOD"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_real_monitor_command_binds_only_to_loopback(stack: Settings) -> None:

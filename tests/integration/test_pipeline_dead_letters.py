@@ -32,12 +32,7 @@ def _produce_es_rejects(
     """Valid events of a day whose index exists already with ``city`` mapped as a number
     (made before the indexer installs its template), so Elasticsearch refuses each as a
     mapping error, the document's fault: event_id -> (partition, offset)."""
-    with ps.es_client(stack) as es:
-        es.indices.create(
-            index=f"{names.index_prefix}-2000.01.01",
-            settings={"number_of_shards": 1, "number_of_replicas": 0},
-            mappings={"properties": {"city": {"type": "long"}}},
-        )
+    ps.create_refusing_index(stack, f"{names.index_prefix}-2000.01.01")
     producer = Producer({"bootstrap.servers": stack.bootstrap_servers, "acks": "all"})
     placed: dict[str, tuple[int, int]] = {}
 
@@ -72,23 +67,8 @@ def test_dead_letters_hold_exactly_the_malformed_records(
     )
     es_rejects = _produce_es_rejects(stack, names, template)
 
-    env = ps.worker_env(stack, names)
-    workers = [
-        ps.WorkerProcess("es", env, tmp_path, "es-1"),
-        ps.WorkerProcess("hdfs", env, tmp_path, "hdfs-1"),
-    ]
-    for w in workers:
-        w.start()
-    try:
-        ps.wait_until(
-            lambda: (
-                ps.lag(stack, names.es_group, names.topic) == 0
-                and ps.lag(stack, names.hdfs_group, names.topic) == 0
-            ),
-            timeout=300,
-            what="both groups to commit every offset",
-            describe=lambda: ps.logs(workers),
-        )
+    with ps.running_workers(ps.worker_env(stack, names), tmp_path) as workers:
+        ps.wait_drained(stack, names, workers, timeout=300)
         source = {(r.partition, r.offset): r for r in ps.read_topic(stack, names.topic)}
         expected = {
             names.es_group: {**bad, **{po: "es_rejected" for po in es_rejects.values()}},
@@ -116,6 +96,3 @@ def test_dead_letters_hold_exactly_the_malformed_records(
             e["event_id"] for f in ps.read_archive(stack, names.hdfs_root) for e in f.events
         }
         assert archived == set(valid_ids) | set(es_rejects)
-    finally:
-        for w in workers:
-            w.stop()

@@ -28,10 +28,7 @@ def test_dead_letters_are_sent_once_per_group_across_kill9(
     es.indices.close(index=index)
     # rolls that wait: the archiver dead-letters at once but publishes (and commits) later
     env = ps.worker_env(stack, names, hdfs_roll_s=600, hdfs_roll_records=100_000)
-    workers = [ps.WorkerProcess(k, env, tmp_path, k) for k in ("es", "hdfs")]
-    for w in workers:
-        w.start()
-    try:
+    with ps.running_workers(env, tmp_path) as workers:
         summary = ps.produce(stack, names, 2000, bad_fraction=0.05, start_time=DAY, seed=5)
         bad = {(d.partition, d.offset) for d in summary.deliveries or [] if d.bad_kind}
         assert bad
@@ -65,17 +62,7 @@ def test_dead_letters_are_sent_once_per_group_across_kill9(
         assert archiver.stop() == 0, ps.logs(workers)
         archiver.env = {**env, "CLICKFAN_HDFS_ROLL_S": "2"}
         archiver.start()
-        ps.wait_until(
-            lambda: all(
-                ps.lag(stack, g, names.topic) == 0 for g in (names.es_group, names.hdfs_group)
-            ),
-            timeout=240,
-            what="both groups to commit every offset",
-            describe=lambda: ps.logs(workers),
-        )
-    finally:
-        for w in workers:
-            w.stop()
+        ps.wait_drained(stack, names, workers, timeout=240)
     for group in (names.es_group, names.hdfs_group):
         sources = Counter(ps.source_of(r) for r in ps.dead_letters(stack, names, group))
         twice = {k: n for k, n in sources.items() if n > 1}

@@ -45,6 +45,10 @@ def _unblock(es: Elasticsearch, index: str) -> None:
 Change = Callable[[Elasticsearch, str], None]
 
 
+def _indexed(stack: Settings, names: Names, workers: ps.Workers, what: str) -> None:
+    ps.wait_drained(stack, names, workers, groups=[names.es_group], timeout=180, what=what)
+
+
 @pytest.mark.parametrize(
     ("block", "lift", "error"),
     [
@@ -56,19 +60,12 @@ Change = Callable[[Elasticsearch, str], None]
 def test_a_blocked_index_holds_offsets_and_nothing_is_dead_lettered(
     stack: Settings, names: Names, tmp_path: Path, block: Change, lift: Change, error: str
 ) -> None:
-    env = ps.worker_env(stack, names)
-    worker = ps.WorkerProcess("es", env, tmp_path, "es-1")
     es = ps.es_client(stack)
     index = f"{names.index_prefix}-{DAY:%Y.%m.%d}"
-    worker.start()
-    try:
+    with ps.running_workers(ps.worker_env(stack, names), tmp_path, kinds=["es"]) as workers:
+        (worker,) = workers
         before = ps.produce(stack, names, EVENTS, start_time=DAY, seed=7)
-        ps.wait_until(
-            lambda: ps.lag(stack, names.es_group, names.topic) == 0,
-            timeout=180,
-            what="the indexer to index the first events",
-            describe=worker.tail,
-        )
+        _indexed(stack, names, workers, "the indexer to index the first events")
         block(es, index)
         try:
             after = ps.produce(stack, names, EVENTS, start_time=DAY.replace(hour=13), seed=8)
@@ -83,12 +80,7 @@ def test_a_blocked_index_holds_offsets_and_nothing_is_dead_lettered(
             assert ps.dead_letters(stack, names, names.es_group) == []
         finally:
             lift(es, index)
-        ps.wait_until(
-            lambda: ps.lag(stack, names.es_group, names.topic) == 0,
-            timeout=180,
-            what="the indexer to catch up once the index is writable",
-            describe=worker.tail,
-        )
+        _indexed(stack, names, workers, "the indexer to catch up once the index is writable")
         produced = {eid for s in (before, after) for eid, _, _ in ps.iter_valid(s)}
         ids = ps.es_ids(stack, names)
         assert set(ids) == produced, (
@@ -98,6 +90,4 @@ def test_a_blocked_index_holds_offsets_and_nothing_is_dead_lettered(
         log = worker.log_path.read_text()
         assert "open the index, lift the block" in log  # it says what to do
         assert "is back after" in log
-    finally:
-        code = worker.stop()
-    assert code == 0, worker.tail()  # a clean stop after all that
+    assert workers.codes == [0], worker.tail()  # a clean stop after all that

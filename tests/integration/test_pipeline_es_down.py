@@ -8,16 +8,11 @@ its lag to zero and nothing is lost.
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
-from rich.console import Console
-
-from clickfan.compose.native import stack as native_stack
-from clickfan.generators.producer import ProduceSummary
 from clickfan.settings import Settings
 from tests.integration import pipeline_support as ps
-from tests.support import Names
+from tests.support import Names, ServiceControl
 
 EVENTS = 4_000
 RATE = 200.0
@@ -25,20 +20,12 @@ LOG_INTERVAL_S = 5
 
 
 def test_indexer_holds_offsets_while_elasticsearch_is_down(
-    stack: Settings, names: Names, tmp_path: Path
+    stack: Settings, names: Names, tmp_path: Path, services: ServiceControl
 ) -> None:
     env = ps.worker_env(stack, names, sink_log_interval_s=LOG_INTERVAL_S)
-    es = ps.WorkerProcess("es", env, tmp_path, "es-1")
-    hdfs = ps.WorkerProcess("hdfs", env, tmp_path, "hdfs-1")
-    workers = [es, hdfs]
-    console = Console(stderr=True)
-    for w in workers:
-        w.start()
-    result: list[ProduceSummary] = []
-    producer = threading.Thread(
-        target=lambda: result.append(ps.produce(stack, names, EVENTS, rate=RATE))
-    )
-    try:
+    producer = ps.BackgroundProducer(stack, names, EVENTS, rate=RATE)
+    with ps.running_workers(env, tmp_path) as workers:
+        es, _ = workers
         producer.start()
         ps.wait_until(
             lambda: ps.es_count(stack, names) > 0,
@@ -46,30 +33,33 @@ def test_indexer_holds_offsets_while_elasticsearch_is_down(
             what="the first documents in Elasticsearch",
             describe=lambda: ps.logs(workers),
         )
-        native_stack.stop_one(stack, "elasticsearch", console)
+        services.stop("elasticsearch")
         try:
-            producer.join()
-            assert result, "the producer failed"
+            summary = producer.join()
             # Elasticsearch is still down: the archiver has everything anyway ...
-            ps.wait_until(
-                lambda: ps.lag(stack, names.hdfs_group, names.topic) == 0,
+            ps.wait_drained(
+                stack,
+                names,
+                workers,
+                groups=[names.hdfs_group],
                 timeout=120,
                 what="the archiver to catch up while Elasticsearch is down",
-                describe=lambda: ps.logs(workers),
             )
             # ... and the indexer has not committed what it could not index
             held = ps.lag(stack, names.es_group, names.topic)
             assert held > 0, "the indexer committed offsets while Elasticsearch was down"
             assert es.running, es.tail()
         finally:
-            native_stack.start_one(stack, "elasticsearch", console)
-        ps.wait_until(
-            lambda: ps.lag(stack, names.es_group, names.topic) == 0,
+            services.start("elasticsearch")
+        ps.wait_drained(
+            stack,
+            names,
+            workers,
+            groups=[names.es_group],
             timeout=300,
             what="the indexer to drain its lag after Elasticsearch came back",
-            describe=lambda: ps.logs(workers),
         )
-        ps.assert_exact(stack, names, result[0])
+        ps.assert_exact(stack, names, summary)
         log = es.log_path.read_text()
         failures = [line for line in log.splitlines() if "retrying with backoff" in line]
         assert failures, "the outage was not logged"
@@ -77,6 +67,3 @@ def test_indexer_holds_offsets_while_elasticsearch_is_down(
         # once per interval, not once per attempt or record
         attempts = max(int(line.split("(")[-1].split()[0]) for line in failures)
         assert len(failures) < attempts or attempts == 1, failures
-    finally:
-        for w in workers:
-            w.stop()

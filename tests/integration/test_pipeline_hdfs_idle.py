@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import posixpath
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
@@ -31,18 +32,30 @@ def _archive_all(
 ) -> tuple[ProduceSummary, ps.WorkerProcess]:
     summary = ps.produce(stack, names, EVENTS, start_time=ps.hour_boundary_start())
     worker = ps.WorkerProcess("hdfs", ps.worker_env(stack, names), tmp_path, "hdfs-1")
-    worker.start()
-    try:
-        ps.wait_until(
-            lambda: ps.lag(stack, names.hdfs_group, names.topic) == 0,
-            timeout=180,
-            what="the archiver to archive everything",
-            describe=worker.tail,
-        )
-    finally:
-        assert worker.stop() == 0, worker.tail()
+    _archiver_until(stack, names, worker, timeout=180, what="the archiver to archive everything")
     ps.assert_archived(stack, names, summary)
     return summary, worker
+
+
+def _archiver_until(
+    stack: Settings,
+    names: Names,
+    worker: ps.WorkerProcess,
+    *,
+    timeout: float,
+    what: str,
+    done: Callable[[], bool] | None = None,
+) -> None:
+    """Run the archiver (again) until ``done`` (default: its lag is 0), then stop it,
+    which it must do cleanly."""
+    with ps.running([worker]) as workers:
+        if done is None:
+            ps.wait_drained(
+                stack, names, workers, groups=[names.hdfs_group], timeout=timeout, what=what
+            )
+        else:
+            ps.wait_until(done, timeout=timeout, what=what, describe=worker.tail)
+    assert workers.codes == [0], worker.tail()
 
 
 def _rewind(stack: Settings, names: Names) -> None:
@@ -70,16 +83,14 @@ def test_a_batch_of_records_already_archived_still_moves_the_committed_offset(
     _rewind(stack, names)
     assert ps.lag(stack, names.hdfs_group, names.topic) == EVENTS
 
-    worker.start()  # nothing new is produced from here on
-    try:
-        ps.wait_until(
-            lambda: ps.lag(stack, names.hdfs_group, names.topic) == 0,
-            timeout=120,
-            what="the re-read, already archived records to be committed",
-            describe=worker.tail,
-        )
-    finally:
-        assert worker.stop() == 0, worker.tail()
+    # nothing new is produced from here on
+    _archiver_until(
+        stack,
+        names,
+        worker,
+        timeout=120,
+        what="the re-read, already archived records to be committed",
+    )
     ps.assert_archived(stack, names, summary)  # and nothing archived twice
 
 
@@ -96,16 +107,15 @@ def test_a_committed_roll_left_by_a_dead_owner_is_published_on_assignment(
     client.rename(archived.path, posixpath.join(dead, temp))
     assert ps.leftovers(stack, names.hdfs_root) == [posixpath.join(dead, temp)]
 
-    worker.start()  # no record arrives: the group has committed every offset
-    try:
-        ps.wait_until(
-            lambda: ps.leftovers(stack, names.hdfs_root) == [],
-            timeout=120,
-            what="the archiver to publish the roll on assignment",
-            describe=worker.tail,
-        )
-    finally:
-        assert worker.stop() == 0, worker.tail()
+    # no record arrives: the group has committed every offset
+    _archiver_until(
+        stack,
+        names,
+        worker,
+        timeout=120,
+        what="the archiver to publish the roll on assignment",
+        done=lambda: ps.leftovers(stack, names.hdfs_root) == [],
+    )
     ps.assert_archived(stack, names, summary)
     # the dead owner's folder and the first run's own (empty) one
     assert "partition 0: fenced 2 earlier owner folder(s); finished 1 committed rolls" in (

@@ -92,17 +92,17 @@ def test_archiver_finishes_committed_rolls_and_drops_partial_ones(
         client.write(posixpath.join(legacy, folder, final.name), data=pending.data())
     _commit(client, names, 2, LEGACY_END)
 
-    worker = ps.WorkerProcess("hdfs", ps.worker_env(stack, names), tmp_path, "hdfs-1")
-    worker.start()
-    try:
-        ps.wait_until(
-            lambda: ps.lag(stack, names.hdfs_group, names.topic) == 0,
+    with ps.running_workers(ps.worker_env(stack, names), tmp_path, kinds=["hdfs"]) as workers:
+        ps.wait_drained(
+            stack,
+            names,
+            workers,
+            groups=[names.hdfs_group],
             timeout=180,
             what="the archiver to commit every offset",
-            describe=worker.tail,
         )
         ps.assert_archived(stack, names, summary)
-        log = worker.log_path.read_text()
+        log = workers[0].log_path.read_text()
         assert (
             "partition 0: fenced 1 earlier owner folder(s); finished 1 committed rolls, "
             "deleted 0 partial ones" in log
@@ -111,5 +111,3 @@ def test_archiver_finishes_committed_rolls_and_drops_partial_ones(
         assert "partition 2: fenced 1 earlier owner folder(s); finished 1 committed rolls" in log
         assert "partition 0: resuming after offset 99" in log
         assert "partition 2: resuming after offset 49" in log
-    finally:
-        worker.stop()

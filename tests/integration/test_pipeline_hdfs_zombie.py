@@ -38,6 +38,12 @@ def _signal(worker: ps.WorkerProcess, sig: signal.Signals) -> None:
     os.killpg(worker.proc.pid, sig)
 
 
+def _drained(
+    stack: Settings, names: Names, workers: list[ps.WorkerProcess], timeout: float, what: str
+) -> None:
+    ps.wait_drained(stack, names, workers, groups=[names.hdfs_group], timeout=timeout, what=what)
+
+
 def test_a_stalled_archiver_cannot_publish_what_its_successor_archived(
     stack: Settings, names: Names, tmp_path: Path
 ) -> None:
@@ -68,18 +74,16 @@ def test_a_stalled_archiver_cannot_publish_what_its_successor_archived(
         stopped = True
 
         successor.start()
-        ps.wait_until(
-            lambda: ps.lag(stack, names.hdfs_group, names.topic) == 0,
+        _drained(
+            stack,
+            names,
+            workers,
             timeout=180,
             what="the successor to take every partition over and archive the first events",
-            describe=lambda: ps.logs(workers),
         )
         second = ps.produce(stack, names, SECOND, seed=8)
-        ps.wait_until(
-            lambda: ps.lag(stack, names.hdfs_group, names.topic) == 0,
-            timeout=120,
-            what="the successor to archive the second events",
-            describe=lambda: ps.logs(workers),
+        _drained(
+            stack, names, workers, timeout=120, what="the successor to archive the second events"
         )
         # the zombie's roll is overdue the moment it continues
         time.sleep(max(0.0, holding_since + ZOMBIE_ROLL_S + 2 - time.monotonic()))
@@ -93,12 +97,7 @@ def test_a_stalled_archiver_cannot_publish_what_its_successor_archived(
             describe=lambda: ps.logs(workers),
         )
         third = ps.produce(stack, names, THIRD, seed=9)
-        ps.wait_until(
-            lambda: ps.lag(stack, names.hdfs_group, names.topic) == 0,
-            timeout=180,
-            what="both archivers to archive everything",
-            describe=lambda: ps.logs(workers),
-        )
+        _drained(stack, names, workers, timeout=180, what="both archivers to archive everything")
         print(zombie.log_path.read_text(errors="replace")[woke_at:])
     finally:
         if stopped:

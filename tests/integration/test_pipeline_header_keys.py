@@ -70,23 +70,15 @@ def test_records_with_a_header_key_that_is_not_utf8(
     )
     after = ps.produce(stack, names, 300, seed=12)
 
-    env = ps.worker_env(stack, names)
-    workers = [ps.WorkerProcess(k, env, tmp_path, k) for k in ("es", "hdfs")]
-    for w in workers:
-        w.start()
-    try:
-        ps.wait_until(
-            lambda: all(
-                ps.lag(stack, g, names.topic) == 0 for g in (names.es_group, names.hdfs_group)
-            ),
+    with ps.running_workers(ps.worker_env(stack, names), tmp_path) as workers:
+        ps.wait_drained(
+            stack,
+            names,
+            workers,
             timeout=180,
             what="both groups past the records with odd header keys",
-            describe=lambda: ps.logs(workers),
         )
         assert all(w.running for w in workers), ps.logs(workers)
-    finally:
-        for w in workers:
-            w.stop()
 
     expected = {eid for s in (before, after) for eid, _, _ in ps.iter_valid(s)} | {
         valid["event_id"]

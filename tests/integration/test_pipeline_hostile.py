@@ -95,39 +95,24 @@ def _lag_report(stack: Settings, names: Names, workers: list[ps.WorkerProcess]) 
 def test_hostile_records_reach_a_sink_or_the_dlq_once_and_stop_nothing(
     stack: Settings, names: Names, tmp_path: Path
 ) -> None:
-    env = ps.worker_env(stack, names)
-    workers = [
-        ps.WorkerProcess("es", env, tmp_path, "es-1"),
-        ps.WorkerProcess("hdfs", env, tmp_path, "hdfs-1"),
-    ]
-    for w in workers:
-        w.start()
-    try:
+    with ps.running_workers(ps.worker_env(stack, names), tmp_path) as workers:
         before = ps.produce(stack, names, EVENTS_BEFORE, seed=7)
         records = hostile.corpus(seed=1, max_event_bytes=stack.max_event_bytes)
         placed = hostile.send(stack.bootstrap_servers, names.topic, records)
         assert len(placed) == len(records)
         after = ps.produce(stack, names, EVENTS_AFTER, seed=8)
-
-        def drained() -> bool:
-            dead = [w for w in workers if not w.running]
-            assert not dead, f"a worker exited\n{_lag_report(stack, names, workers)}"
-            return all(
-                ps.lag(stack, g, names.topic) == 0 for g in (names.es_group, names.hdfs_group)
-            )
-
-        ps.wait_until(
-            drained,
+        ps.wait_drained(
+            stack,
+            names,
+            workers,
             timeout=DRAIN_TIMEOUT_S,
             what="both groups to commit every offset (lag 0)",
+            fail_fast=True,
             describe=lambda: _lag_report(stack, names, workers),
             interval=2.0,
         )
         problems = _account(stack, names, [before, after], placed)
         assert all(w.running for w in workers), _lag_report(stack, names, workers)
-    finally:
-        for w in workers:
-            w.stop()
     assert not problems, "\n".join(problems)
 
 

@@ -31,16 +31,17 @@ def _topic_exists(settings: Settings, topic: str) -> bool:
 def test_deleted_dead_letter_topic_holds_offsets_until_it_is_back(
     stack: Settings, names: Names, tmp_path: Path
 ) -> None:
-    worker = ps.WorkerProcess("es", ps.worker_env(stack, names), tmp_path, "es-1")
     admin = native_stack.admin_client(stack.bootstrap_servers)
-    worker.start()
-    try:
+    with ps.running_workers(ps.worker_env(stack, names), tmp_path, kinds=["es"]) as workers:
+        (worker,) = workers
         first = ps.produce(stack, names, EVENTS, seed=7)
-        ps.wait_until(
-            lambda: ps.lag(stack, names.es_group, names.topic) == 0,
+        ps.wait_drained(
+            stack,
+            names,
+            workers,
+            groups=[names.es_group],
             timeout=180,
             what="the indexer to index the first events",
-            describe=worker.tail,
         )
         admin.delete_topics([names.dlq_topic], request_timeout=30)[names.dlq_topic].result()
         ps.wait_until(
@@ -71,11 +72,13 @@ def test_deleted_dead_letter_topic_holds_offsets_until_it_is_back(
         )
         admin.create_topics([topic], request_timeout=30)[names.dlq_topic].result()
         _wait_until_every_broker_knows(stack, [names.dlq_topic])
-        ps.wait_until(
-            lambda: ps.lag(stack, names.es_group, names.topic) == 0,
+        ps.wait_drained(
+            stack,
+            names,
+            workers,
+            groups=[names.es_group],
             timeout=240,
             what="the indexer to catch up once the dead-letter topic is back",
-            describe=worker.tail,
         )
         assert worker.running, worker.tail()
         produced = {eid for s in (first, second) for eid, _, _ in ps.iter_valid(s)}
@@ -83,5 +86,3 @@ def test_deleted_dead_letter_topic_holds_offsets_until_it_is_back(
         dead = {ps.source_of(r) for r in ps.dead_letters(stack, names, names.es_group)}
         assert dead == set(bad)
         assert "is back after" in worker.log_path.read_text()
-    finally:
-        worker.stop()

@@ -42,11 +42,8 @@ def test_agent_error_exits_non_zero_and_a_restart_catches_up(
 ) -> None:
     _set_max_message_bytes(stack, names.dlq_topic, "64")  # smaller than any record batch
     env = ps.worker_env(stack, names)
-    workers = [ps.WorkerProcess(kind, env, tmp_path, f"{kind}-1") for kind in ("es", "hdfs")]
     groups = {"es": names.es_group, "hdfs": names.hdfs_group}
-    try:
-        for w in workers:
-            w.start()
+    with ps.running_workers(env, tmp_path) as workers:
         summary = ps.produce(stack, names, EVENTS, bad_fraction=0.02)
         bad = [(d.partition, d.offset) for d in summary.deliveries or [] if d.bad_kind]
         assert bad, "the producer made no invalid records"
@@ -71,17 +68,11 @@ def test_agent_error_exits_non_zero_and_a_restart_catches_up(
         _set_max_message_bytes(stack, names.dlq_topic, None)
         for w in workers:
             w.start()
-        ps.wait_until(
-            lambda: all(ps.lag(stack, g, names.topic) == 0 for g in groups.values()),
-            timeout=240,
-            what="the restarted workers to catch up",
-            describe=lambda: ps.logs(workers),
+        ps.wait_drained(
+            stack, names, workers, timeout=240, what="the restarted workers to catch up"
         )
         assert all(w.running for w in workers), ps.logs(workers)
         ps.assert_exact(stack, names, summary)
         for group in groups.values():
             dead = {ps.source_of(r) for r in ps.dead_letters(stack, names, group)}
             assert dead == set(bad), group
-    finally:
-        for w in workers:
-            w.stop()

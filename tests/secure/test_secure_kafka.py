@@ -20,7 +20,14 @@ from clickfan.generators.producer import ClickProducer, ProduceSummary
 from clickfan.settings import Settings
 from tests.integration import pipeline_support as ps
 from tests.secure.conftest import client_file, identity, secure_env, worker_env
-from tests.support import Names, WorkerProcess, clickfan, end_offsets, wait_until
+from tests.support import (
+    Names,
+    clickfan,
+    end_offsets,
+    running_workers,
+    wait_drained,
+    wait_until,
+)
 
 EVENTS = 3_000
 RATE = 300.0  # events/s: ~10 s of production, long enough for a kill -9 in the middle
@@ -35,10 +42,6 @@ def test_the_whole_pipeline_is_exact_under_the_secure_profile_through_a_kill_9(
     names = secure_names
     # no --kafka-config, no Elasticsearch or HDFS credentials: on a secure home each
     # worker takes its own user's Kafka file, the indexer's password file, the local CA
-    env = worker_env(secure_stack, names)
-    workers = [WorkerProcess(kind, env, tmp_path, kind) for kind in ("es", "hdfs")]
-    for w in workers:
-        w.start()
     result: list[ProduceSummary] = []
 
     def produce() -> None:
@@ -48,7 +51,7 @@ def test_the_whole_pipeline_is_exact_under_the_secure_profile_through_a_kill_9(
         result.append(producer.run(count=EVENTS, record_deliveries=True))
 
     producer = threading.Thread(target=produce)
-    try:
+    with running_workers(worker_env(secure_stack, names), tmp_path) as workers:
         producer.start()
         # half-way through production, records written to the sinks, none committed yet
         wait_until(
@@ -65,21 +68,9 @@ def test_the_whole_pipeline_is_exact_under_the_secure_profile_through_a_kill_9(
         producer.join()
         assert result and result[0].ok, result[0].to_dict() if result else "producer failed"
         assert result[0].acknowledged == EVENTS
-        wait_until(
-            lambda: (
-                not all(w.running for w in workers)  # a dead worker fails at once below
-                or ps.lag(secure_stack, names.es_group, names.topic) == 0
-                and ps.lag(secure_stack, names.hdfs_group, names.topic) == 0
-            ),
-            timeout=300,
-            what="both groups to commit every offset",
-            describe=lambda: ps.logs(workers),
-        )
+        wait_drained(secure_stack, names, workers, timeout=300, fail_fast=True)
         assert all(w.running for w in workers), ps.logs(workers)
         assert all(w.starts == 2 for w in workers)
-    finally:
-        for w in workers:
-            w.stop()
     ps.assert_exact(secure_stack, names, result[0])
     # the sinks were the secure ones, written by the profile's users
     assert secure_stack.es_node_urls[0].startswith("https://")
@@ -122,6 +113,17 @@ def _produce_cli(settings: Settings, names: Names, config: Path | None, *extra: 
     if config is not None:
         args += ["--kafka-config", str(config)]
     return clickfan(*args, env=secure_env(settings), timeout=120)
+
+
+def _worker_cli(settings: Settings, names: Names, kind: str, config: Path) -> object:
+    return clickfan(
+        "worker",
+        kind,
+        "--kafka-config",
+        str(config),
+        env=worker_env(settings, names),
+        timeout=120,
+    )
 
 
 def _unchanged(settings: Settings, names: Names) -> None:
@@ -211,15 +213,7 @@ def test_expired_broker_certificate_is_refused(
         )
         # librdkafka says only "certificate verify failed": the expiry is the one fault here
         _refused(_produce_cli(s, secure_names, config), "TLS handshake failed")
-        worker = clickfan(
-            "worker",
-            "es",
-            "--kafka-config",
-            str(config),
-            env=worker_env(s, secure_names),
-            timeout=120,
-        )
-        _refused(worker, "TLS handshake failed")
+        _refused(_worker_cli(s, secure_names, "es", config), "TLS handshake failed")
     finally:
         stop.set()
         server.join(timeout=10)
@@ -241,15 +235,7 @@ def test_worker_with_a_wrong_password_is_refused(
     good = kafka_client_password(s, "hdfs-archiver")
     config = tmp_path / "wrong.properties"
     config.write_text(client_file(s, "hdfs-archiver").read_text().replace(good, "not-it"))
-    result = clickfan(
-        "worker",
-        "hdfs",
-        "--kafka-config",
-        str(config),
-        env=worker_env(s, secure_names),
-        timeout=120,
-    )
-    line = _refused(result, "authentication refused")
+    line = _refused(_worker_cli(s, secure_names, "hdfs", config), "authentication refused")
     assert good not in line and "not-it" not in line
 
 

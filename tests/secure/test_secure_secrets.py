@@ -14,7 +14,7 @@ from clickfan.settings import Settings
 from clickfan.sinks import clients
 from tests.integration import pipeline_support as ps
 from tests.secure.conftest import identity, secure_env, worker_env
-from tests.support import Names, WorkerProcess, clickfan, wait_until
+from tests.support import Names, clickfan, running_workers, wait_drained
 
 
 def _passwords(settings: Settings) -> dict[str, str]:
@@ -47,22 +47,10 @@ def test_no_password_in_any_argv_nor_in_status(
 ) -> None:
     s, names = secure_stack, secure_names
     passwords = _passwords(s)
-    workers = [WorkerProcess(kind, worker_env(s, names), tmp_path, kind) for kind in ("es", "hdfs")]
-    for w in workers:
-        w.start()
-    try:
+    with running_workers(worker_env(s, names), tmp_path) as workers:
         with identity(s, "producer"):
             ps.produce(s, names, 50)
-        wait_until(
-            lambda: (
-                not all(w.running for w in workers)  # a dead worker fails at once below
-                or ps.lag(s, names.es_group, names.topic) == 0
-                and ps.lag(s, names.hdfs_group, names.topic) == 0
-            ),
-            timeout=180,
-            what="both workers to commit",
-            describe=lambda: ps.logs(workers),
-        )
+        wait_drained(s, names, workers, timeout=180, what="both workers to commit", fail_fast=True)
         assert all(w.running for w in workers), ps.logs(workers)
         argv = _argv_of_every_process()
         ours = {w.proc.pid for w in workers if w.proc} | {
@@ -76,9 +64,6 @@ def test_no_password_in_any_argv_nor_in_status(
             if password in line
         ]
         assert not leaks, leaks
-    finally:
-        for w in workers:
-            w.stop()
     for w in workers:
         log = w.log_path.read_text()
         assert not [what for what, p in passwords.items() if p in log], w.log_path

@@ -36,6 +36,13 @@ DATA_FILES = [
     "compose/native/maven/kafka/pom.xml",
     "compose/native/maven/elasticsearch/pom.xml",
     "compose/native/maven/hadoop/pom.xml",
+    # the secure profile's Elasticsearch plugin, built by Maven at fetch time
+    "compose/native/maven/elasticsearch-analysis/pom.xml",
+    "compose/native/maven/elasticsearch-analysis/src/main/plugin/plugin-descriptor.properties",
+    "compose/native/maven/elasticsearch-analysis/src/main/java/dev/clickfan/analysis/"
+    "ClickfanAnalysisPlugin.java",
+    "compose/native/maven/elasticsearch-analysis/src/main/java/dev/clickfan/analysis/"
+    "UniqueTokenFilter.java",
 ]
 
 pytestmark = pytest.mark.pypi

@@ -21,6 +21,7 @@ from aiohttp import web
 from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
 from hdfs import HdfsError
 
+from clickfan.errors import ClickfanError
 from clickfan.lagmon.httpauth import HttpSecurity, is_loopback, presented_token
 from clickfan.settings import Secret, SettingsError, load
 from clickfan.sinks import clients
@@ -93,15 +94,29 @@ def test_webhdfs_urls_fail_over_in_order_as_hdfscli_expects() -> None:
     assert client._session.params == {"user.name": "arc"}
 
 
-def test_the_secure_local_stack_defaults_to_its_own_users_and_ca(tmp_path: Path) -> None:
+def test_the_secure_local_stack_defaults_to_its_own_key_users_and_ca(tmp_path: Path) -> None:
     settings = load({"CLICKFAN_HOME": str(tmp_path), "CLICKFAN_SECURE": "1"})
-    pw = clients.es_password_file_of(settings, clients.ES_INDEXER_USER)
-    pw.parent.mkdir(parents=True)
-    pw.write_text(SECRET)
+    with pytest.raises(ClickfanError, match="API key .* is missing"):
+        configs.elasticsearch(settings)
+    key = clients.es_api_key_file_of(settings)
+    key.parent.mkdir(parents=True)
+    key.write_text(SECRET + "\n")
     conn = configs.elasticsearch(settings).connection
     assert conn.urls[0].startswith("https://")
-    assert (conn.username, conn.password.reveal()) == ("es-indexer", SECRET)
+    assert (conn.api_key.reveal(), conn.username) == (SECRET, "")
     assert conn.ca_cert == str(tmp_path / "secure" / "ca.pem")
+    # the indexer's file-realm user, when asked for by name
+    pw = clients.es_password_file_of(settings, clients.ES_INDEXER_USER)
+    pw.write_text("pw-of-the-user")
+    by_user = dataclasses.replace(
+        settings, es_username=clients.ES_INDEXER_USER, es_password_file=str(pw)
+    )
+    conn = configs.elasticsearch(by_user).connection
+    assert (conn.username, conn.password.reveal()) == ("es-indexer", "pw-of-the-user")
+    assert not conn.api_key
+    clients.es_password_file_of(settings, clients.ES_ADMIN_USER).write_text("pw-of-admin")
+    admin = clients.elasticsearch_connection(settings)  # everyone else: the superuser
+    assert admin.username == clients.ES_ADMIN_USER and not admin.api_key
     assert configs.hdfs(settings).connection.user == clients.HDFS_ARCHIVER_USER
 
 

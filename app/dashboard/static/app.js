@@ -115,7 +115,9 @@ function renderSinks(state) {
   const d = state.dlq;
   $("#dlq h2").textContent = `dead letters: ${d.topic}`;
   $("#dlq .body").replaceChildren(
-    h("div", {}, h("span.big", { id: "dlq-records" }, fmt(d.records)), " records"),
+    h("div", {}, h("span.big", { id: "dlq-records" }, fmt(d.records)), " records on the topic"),
+    // a purge moves a position and deletes nothing: the panel below counts past it
+    h("div.muted", {}, "kept until retention, purged or not"),
     h("ul", {}, Object.entries(d.by_group).map(([g, n]) => h("li", {}, `from ${g}: ${fmt(n)}`))),
     h("div.errors", { id: "errors" }, state.errors.join("; ")));
 }

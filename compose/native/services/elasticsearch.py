@@ -8,13 +8,16 @@ realm, made with bin/elasticsearch-users (passwords on its stdin, never argv):
 `<index_prefix>-*` and install index templates. Their passwords are 0600 files
 under <home>/secure/elasticsearch.
 
-Why users and not an API key for the indexer: API keys (and native users and
-roles) live in the `.security` system index, and this distribution cannot create
-it: its mapping's `email` analyzer needs the `pattern_capture` token filter of
-the analysis-common module, which the integ-test-zip leaves out ("Unknown filter
-type [pattern_capture] for [email]"). No other 8.x/9.x distribution is on Maven
-Central. The clients take an API key all the same (CLICKFAN_ES_API_KEY) for
-clusters that have one.
+The indexer uses an API key by default: once the node is healthy, `admin` creates
+one whose role descriptor is the file role's (POST /_security/api_key), kept 0600
+in <home>/secure/elasticsearch/es-indexer.api-key. API keys live in the `.security`
+system index, whose mapping has an `email` analyzer built of analysis-common
+components (pattern_capture, unique, uax_url_email), a module the integ-test-zip
+leaves out ("Unknown filter type [pattern_capture] for [email]"); no other 8.x
+distribution is on Maven Central. So the secure node gets clickfan-analysis, a
+small plugin that provides exactly those three (compose/native/maven/
+elasticsearch-analysis, built by Maven at fetch time). The file-realm `es-indexer`
+stays for configurations that log in with a user and password.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ import pwd
 import secrets
 import shutil
 import subprocess
+import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +46,12 @@ from clickfan.settings import Settings
 from clickfan.sinks import clients
 
 INDEXER_ROLE = "clickfan_indexer"
+
+# the analysis plugin's folder under the node's plugins/ (the name in its descriptor)
+ANALYSIS_PLUGIN = "clickfan-analysis"
+
+# how long a new node may answer 503 (the .security index not ready) to the key request
+API_KEY_WAIT_S = 60.0
 
 # where the node's certificate is copied, inside its config folder (Elasticsearch reads
 # files only from there)
@@ -137,6 +148,55 @@ class Elasticsearch(Service):
         ):
             self._file_realm_user(java, user, role)
 
+    def _install_analysis_plugin(self) -> None:
+        """Copy clickfan-analysis into plugins/ (fresh each start: the build may be newer)."""
+        built = artifacts.elasticsearch_plugin(artifacts.elasticsearch_analysis(self.settings))
+        target = self.install_dir / "plugins" / ANALYSIS_PLUGIN
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(built, target)
+
+    def after_healthy(self) -> None:
+        if self.settings.secure:
+            self._ensure_indexer_api_key()
+
+    def _ensure_indexer_api_key(self) -> None:
+        """The indexer's API key in its 0600 file: kept while it still authenticates and
+        carries today's role, else a new one (and the old one invalidated)."""
+        role = indexer_role(self.settings.index_prefix)
+        # the role is in the key's name: a changed index prefix makes a new key
+        digest = hashlib.sha1(json.dumps(role, sort_keys=True).encode()).hexdigest()[:10]
+        name = f"clickfan-{clients.ES_INDEXER_USER}-{digest}"
+        key_file = clients.es_api_key_file_of(self.settings)
+        local = dataclasses.replace(self.settings, es_urls="")  # this home's node
+        admin = clients.elasticsearch_http(clients.elasticsearch_connection(local))
+        try:
+            old = _api_key_of(local) if key_file.exists() else None
+            if old is not None and old.get("name") == name:
+                return
+            body = {"name": name, "role_descriptors": {INDEXER_ROLE: role}}
+            answer = _wait_while_unavailable(
+                lambda: admin.request("POST", "/_security/api_key", json=body, timeout=30)
+            )
+            if answer.status_code != 200:
+                raise ClickfanError(
+                    f"Elasticsearch refused to create the indexer's API key "
+                    f"({answer.status_code}): {_reason(answer)}"
+                )
+            pki.write_secret(key_file, answer.json()["encoded"] + "\n")
+            if old is not None:  # it still works, with yesterday's role: no longer
+                gone = admin.request(
+                    "DELETE", "/_security/api_key", json={"ids": [old["id"]]}, timeout=30
+                )
+                if gone.status_code != 200:
+                    raise ClickfanError(
+                        f"the indexer's previous API key ({old['id']}) could not be "
+                        f"invalidated ({gone.status_code}): {_reason(gone)}"
+                    )
+        except requests.RequestException as exc:
+            raise ClickfanError(f"could not make the indexer's API key: {exc}") from None
+        finally:
+            admin.close()
+
     def _file_realm_user(self, java: str, user: str, role: str) -> None:
         """A user of the file realm with a random password, kept 0600 under <home>/secure."""
         password_file = clients.es_password_file_of(self.settings, user)
@@ -190,6 +250,7 @@ class Elasticsearch(Service):
             shutil.copytree(self.install_dir / "config", self.config_dir)
         if self.settings.secure:
             self._prepare_secure(java)
+            self._install_analysis_plugin()
         (self.config_dir / "elasticsearch.yml").write_text(
             "".join(f"{k}: {v}\n" for k, v in self.elasticsearch_yml().items())
         )
@@ -238,6 +299,45 @@ class Elasticsearch(Service):
         return Probe(status in ("green", "yellow"), f"cluster health {status}")
 
 
+def _api_key_of(settings: Settings) -> dict[str, Any] | None:
+    """The id and name of the indexer's current API key, or None if it no longer
+    authenticates (invalidated, expired, or from a node that was wiped)."""
+    http = clients.elasticsearch_http(clients.elasticsearch_connection(settings, indexer=True))
+    try:
+        answer = _wait_while_unavailable(lambda: http.get("/_security/_authenticate", timeout=30))
+    finally:
+        http.close()
+    if answer.status_code == 401:
+        return None
+    if answer.status_code != 200:
+        raise ClickfanError(
+            f"Elasticsearch could not check the indexer's API key ({answer.status_code}): "
+            f"{_reason(answer)}"
+        )
+    key: dict[str, Any] | None = answer.json().get("api_key")
+    return key
+
+
+def _wait_while_unavailable(send: Callable[[], requests.Response]) -> requests.Response:
+    """``send()`` again while the node answers 503 (its security index is still being
+    set up just after start), for up to API_KEY_WAIT_S."""
+    deadline = time.monotonic() + API_KEY_WAIT_S
+    answer = send()
+    while answer.status_code == 503 and time.monotonic() < deadline:
+        time.sleep(1)
+        answer = send()
+    return answer
+
+
+def _reason(answer: requests.Response) -> str:
+    try:
+        error = answer.json().get("error", {})
+    except ValueError:
+        return answer.text[:300]
+    reason = error.get("reason") if isinstance(error, dict) else error
+    return str(reason)[:300]
+
+
 def _security_settings() -> dict[str, object]:
     certs = {
         "key": f"{CERTS}/node-key.pem",
@@ -249,7 +349,7 @@ def _security_settings() -> dict[str, object]:
         "xpack.security.http.ssl.enabled": "true",
         "xpack.security.transport.ssl.enabled": "true",
         "xpack.security.transport.ssl.verification_mode": "certificate",
-        # users and roles from files (see the module docstring for why not the index)
+        # users and roles from files; the API key is kept in the .security index
         "xpack.security.authc.realms.file.file1.order": 0,
     }
     for layer in ("http", "transport"):
