@@ -1,9 +1,10 @@
 #!/bin/sh
 # The `topics` one-shot of compose/docker-compose.secure.yml: `clickfan secure-setup`
-# (topics, ACLs, the archiver's HDFS folder), then each app container's share of the
-# secure home, into a volume of its own mounted at /handout/<user>: the CA and that
-# user's Kafka client file, and for es-indexer and admin their Elasticsearch password.
-# So no app container holds the CA's key, the servers' keys or another user's password.
+# (the indexer's API key, the archiver's HDFS folder, topics, ACLs), then each app
+# container's share of the secure home, into a volume of its own mounted at
+# /handout/<user>: the CA and that user's Kafka client file; for es-indexer its
+# Elasticsearch API key, for admin (the demo) its Elasticsearch password. So no app
+# container holds the CA's key, the servers' keys or another user's secret.
 set -eu
 
 clickfan secure-setup --wait "${1:-180}"
@@ -17,10 +18,11 @@ for user in producer es-indexer hdfs-archiver monitor admin; do
   install -m 0600 "$secure/ca.pem" "$share/ca.pem"
   install -m 0600 "$secure/clients/$user.properties" "$share/clients/$user.properties"
   case $user in
-    es-indexer | admin)
-      install -d -m 0700 "$share/elasticsearch"
-      install -m 0600 "$secure/elasticsearch/$user.password" "$share/elasticsearch/$user.password"
-      ;;
+    es-indexer) elasticsearch=es-indexer.api-key ;;
+    admin) elasticsearch=admin.password ;;
+    *) continue ;;
   esac
+  install -d -m 0700 "$share/elasticsearch"
+  install -m 0600 "$secure/elasticsearch/$elasticsearch" "$share/elasticsearch/$elasticsearch"
 done
 echo "handed out: each app container's own user's files"

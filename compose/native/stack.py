@@ -34,7 +34,6 @@ from clickfan.compose.native.services import (
     core_services,
     optional_services,
 )
-from clickfan.compose.native.services.hdfs import secure_folders
 from clickfan.compose.native.services.kafka import (
     KafkaBroker,
     broker_certificate,
@@ -106,10 +105,22 @@ def prepare_secure_files(settings: Settings) -> None:
 
 def secure_setup(settings: Settings, console: Console, wait_s: float) -> None:
     """What `up --secure` does once the services answer, for services started one by one:
-    the topics, the pipeline's ACLs (until every broker applies them) and the archive
-    folder owned by the archiver. Waits up to ``wait_s`` for the brokers and for HDFS."""
+    each service's set-up that needs it running (the indexer's API key, the archive
+    folder owned by the archiver), the topics and the pipeline's ACLs (until every
+    broker applies them). Waits up to ``wait_s`` for the brokers and for HDFS."""
     activate_admin(settings)
     wait_for_brokers(settings, wait_s, console)
+    deadline = time.monotonic() + wait_s
+    for service in core_services(settings):
+        with console.status(f"setting up {service.name}"):
+            while True:
+                try:  # HDFS refuses while the NameNode is still in safe mode
+                    service.after_healthy()
+                    break
+                except ClickfanError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(POLL_S)
     ensure_topics(settings, console)
     kafka_acls.apply(
         admin_client(settings.bootstrap_servers),
@@ -118,17 +129,9 @@ def secure_setup(settings: Settings, console: Console, wait_s: float) -> None:
         ),
     )
     _wait_for_acls(settings, timeout_s=60)
-    deadline = time.monotonic() + wait_s
-    with console.status("preparing the HDFS folders"):
-        while True:
-            try:  # refused while the NameNode is still in safe mode
-                secure_folders(settings)
-                break
-            except ClickfanError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(POLL_S)
-    console.print(f"ACLs set; {settings.hdfs_root} belongs to the archiver")
+    console.print(
+        f"ACLs set; {settings.hdfs_root} belongs to the archiver; the indexer's API key made"
+    )
 
 
 def _wait_for_acls(settings: Settings, timeout_s: float) -> None:

@@ -64,6 +64,12 @@ SHARES = {
     "monitor": "monitor",
     "demo": "admin",
 }
+# what of Elasticsearch's secrets a share holds: the indexer works with its API key, the
+# demo watches as the superuser
+ES_SHARES = {
+    "es-indexer": ("elasticsearch/es-indexer.api-key",),
+    "admin": ("elasticsearch/admin.password",),
+}
 
 
 def compose(*args: str, env: dict[str, str] | None = None, timeout: float = 400) -> str:
@@ -288,8 +294,13 @@ def test_plaintext_anonymous_and_unauthorised_clients_are_refused(
         requests.get(f"http://{s.host}:{s.es_port}/", timeout=10)
     answer = requests.get(f"https://{s.host}:{s.es_port}/", verify=ca, timeout=10)
     assert answer.status_code == 401
-    # the indexer's own user may write clicks-* only
+    # the indexer's API key may write clicks-* only
     indexer = clients.elasticsearch_http(clients.elasticsearch_connection(s, indexer=True))
+    assert (
+        indexer.get("/_security/_authenticate")
+        .json()["api_key"]["name"]
+        .startswith("clickfan-es-indexer")
+    )
     index = f"not-{s.index_prefix}-{uuid.uuid4().hex[:8]}"
     outside = indexer.request("PUT", f"/{index}/_doc/1", json={"a": 1})
     assert outside.status_code == 403, outside.text
@@ -309,7 +320,9 @@ def _passwords(secrets: Path) -> dict[str, str]:
         found[f"elasticsearch {user}"] = (
             (secrets / "elasticsearch" / f"{user}.password").read_text().strip()
         )
-    assert len(found) == 7 and all(len(p) >= 16 for p in found.values()), sorted(found)
+    api_key = secrets / "elasticsearch" / f"{clients.ES_INDEXER_USER}.api-key"
+    found["elasticsearch es-indexer API key"] = api_key.read_text().strip()
+    assert len(found) == 8 and all(len(p) >= 16 for p in found.values()), sorted(found)
     return found
 
 
@@ -375,6 +388,7 @@ def test_secrets_are_made_once_and_shown_nowhere(
         "kafka-passwords.json",
         *(f"clients/{user}.properties" for user in kafka_client.ROLES),
         *(f"elasticsearch/{user}.password" for user in ("admin", "es-indexer")),
+        "elasticsearch/es-indexer.api-key",
     }, held
     for service, user in SHARES.items():
         share = copy_secure_home(tmp_path / service, service)
@@ -382,7 +396,7 @@ def test_secrets_are_made_once_and_shown_nowhere(
         assert {str(p.relative_to(share)) for p in files} == {
             "ca.pem",
             f"clients/{user}.properties",
-            *([f"elasticsearch/{user}.password"] if user in ("admin", "es-indexer") else []),
+            *ES_SHARES.get(user, ()),
         }, service
         assert {p.stat().st_mode & 0o777 for p in files} == {0o600}, service
     assert s.secure
