@@ -3,7 +3,7 @@
     python -m benchmarks.discard_worker es|hdfs
 
 The consume path of `clickfan worker es|hdfs` without Elasticsearch or HDFS:
-the same Faust app, batches, decoding, validation, dead-lettering and offset
+the same Faust app, record reader, batches, decoding, validation, dead-lettering and offset
 commits (streams.runtime.build), with a sink that turns each record into what
 the real sink would send (es: the bulk request body, serialized as the client
 does; hdfs: the JSON Lines file contents of a roll) and drops it. Its rate is
@@ -20,12 +20,12 @@ from collections.abc import Sequence
 from clickfan.errors import ClickfanError
 from clickfan.events import encode_event
 from clickfan.settings import load
-from clickfan.sinks import es_bulk, es_index
+from clickfan.sinks import es_bulk
 from clickfan.sinks.base import DeadLetterFn, Sink, SinkRecord
-from clickfan.sinks.elasticsearch_sink import BULK_SERIALIZER
+from clickfan.sinks.elasticsearch_sink import BULK_SERIALIZER, IndexNames
 from clickfan.sinks.hdfs_layout import bucket
 from clickfan.sinks.hdfs_roll import PendingRoll
-from clickfan.streams import runtime
+from clickfan.streams import faust_compat, runtime
 
 log = logging.getLogger("benchmarks.discard_worker")
 
@@ -36,7 +36,7 @@ class DiscardSink(Sink):
     def __init__(self, kind: str, topic: str, index_prefix: str) -> None:
         self._kind = kind
         self._topic = topic
-        self._prefix = index_prefix
+        self._index_name = IndexNames(index_prefix)
         self._offsets: dict[int, int] = {}
         self.bytes = 0
 
@@ -48,7 +48,7 @@ class DiscardSink(Sink):
             docs = [
                 es_bulk.Doc(
                     record=r,
-                    index=es_index.index_name(self._prefix, r.event["event_time"]),
+                    index=self._index_name(r.event["event_time"]),
                     id=r.event["event_id"],
                     size=es_bulk.doc_size(r),
                 )
@@ -86,6 +86,7 @@ def main() -> None:
     if len(sys.argv) != 2 or sys.argv[1] not in ("es", "hdfs"):
         sys.exit("usage: python -m benchmarks.discard_worker es|hdfs")
     kind = sys.argv[1]
+    faust_compat.read_any_header_keys()  # as `clickfan worker` reads its fetches
     settings = load()
     runtime.setup_logging(settings.worker_loglevel, settings.sink_log_interval_s)
     group = settings.es_group if kind == "es" else settings.hdfs_group

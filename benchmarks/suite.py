@@ -697,17 +697,23 @@ def write_report(report: dict[str, Any], out: Path, stamp: str) -> Path:
 
 
 def plot_report(report: dict[str, Any], png: Path) -> None:
-    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5))
-    names = [st["name"] for st in report["stages"]]
-    ratios = [st["ratio"] for st in report["stages"]]
-    left.barh(names, ratios, color="tab:blue")
-    for i, st in enumerate(report["stages"]):
-        if st["target"]:
-            left.plot([st["target"]] * 2, [i - 0.4, i + 0.4], color="tab:red")
-    left.set_xlabel("ours / reference (median of rounds); red: target")
-    left.invert_yaxis()
-    e2e = report["end_to_end"]
+    """The ratios (when stages ran) beside where the CPU went end to end (when e2e ran)."""
+    stages, e2e = report["stages"], report["end_to_end"]
+    panels = int(bool(stages)) + int(bool(e2e))
+    if not panels:
+        return
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 5), squeeze=False)
+    free = iter(axes[0])
+    if stages:
+        left = next(free)
+        left.barh([st["name"] for st in stages], [st["ratio"] for st in stages], color="tab:blue")
+        for i, st in enumerate(stages):
+            if st["target"]:
+                left.plot([st["target"]] * 2, [i - 0.4, i + 0.4], color="tab:red")
+        left.set_xlabel("ours / reference (median of rounds); red: target")
+        left.invert_yaxis()
     if e2e:
+        right = next(free)
         cpu = e2e[-1]["cpu_s_per_1000"] if len(e2e) < 2 else e2e[1]["cpu_s_per_1000"]
         rate = e2e[-1]["rate"] if len(e2e) < 2 else e2e[1]["rate"]
         items = sorted(cpu.items(), key=lambda kv: -kv[1])
@@ -716,6 +722,7 @@ def plot_report(report: dict[str, Any], png: Path) -> None:
         right.invert_yaxis()
     fig.tight_layout()
     fig.savefig(png)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -806,7 +813,7 @@ def main() -> None:
     png = args.out / f"bench-{stamp}.png"
     plot_report(report, png)
     print(md.read_text())
-    print(f"report: {path}, {md}, {png}")
+    print(f"report: {path}, {md}" + (f", {png}" if png.exists() else ""))
 
 
 if __name__ == "__main__":

@@ -107,6 +107,7 @@ class HdfsSink(Sink):
         )
         self._assigned: set[int] = set()
         self._partitions: dict[int, _PartitionState] = {}
+        self._folders: set[str] = set()  # hour folders made (no need to make them again)
 
     async def _call(self, op: Callable[[], Awaitable[T]], action: str, abort: asyncio.Event) -> T:
         """Retry ``op`` while HDFS is down; a refusal stops the worker with its one line."""
@@ -177,21 +178,44 @@ class HdfsSink(Sink):
             self._partitions[p] = await self._take_over(p)
         limits = self._config.roll
         now = time.monotonic()
-        for state in self._partitions.values():
-            roll = state.roll
-            if state.fenced_at is not None or roll.empty():
-                continue
-            if force or roll.due(now, limits.records, limits.bytes, limits.seconds):
-                try:
-                    await self._roll(state)
-                except Fenced as exc:
-                    self._fenced(state, exc)
+        due = [
+            state
+            for state in self._partitions.values()
+            if state.fenced_at is None
+            and not state.roll.empty()
+            and (force or state.roll.due(now, limits.records, limits.bytes, limits.seconds))
+        ]
+        await self._roll_all(due)
         safe: dict[int, int] = {}
         for p, state in sorted(self._partitions.items()):
             if state.report and state.fenced_at is None and state.committed_end is not None:
                 safe[p] = state.committed_end + 1
             state.report = False
         return safe
+
+    async def _roll_all(self, due: list[_PartitionState]) -> None:
+        """Roll the partitions ``due`` side by side: each has its own owner folder, marker
+        and files, so their WebHDFS round trips overlap (one after another they added up).
+        A fenced partition is dropped; any other failure cancels the rest and escapes."""
+        tasks = {asyncio.ensure_future(self._roll(state)): state for state in due}
+        pending = set(tasks)
+        try:
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+                for task in done:
+                    exc = task.exception()
+                    if isinstance(exc, Fenced):
+                        self._fenced(tasks[task], exc)
+                    elif exc is not None:
+                        raise exc
+        finally:
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+                for task in pending:  # retrieved, so asyncio does not log them as lost
+                    if not task.cancelled():
+                        task.exception()
 
     def _fenced(self, state: _PartitionState, exc: Fenced) -> None:
         roll = state.roll
@@ -258,8 +282,15 @@ class HdfsSink(Sink):
         """Rename (temp path below ``owner``, destination below the root) pairs into place."""
         for relpath, dest in files:
             dst = self._path(dest)
-            self._client.makedirs(posixpath.dirname(dst))  # outside the owner folder
-            self._move(posixpath.join(owner, relpath), dst)
+            folder = posixpath.dirname(dst)
+            if folder not in self._folders:  # an hour's folder is made once per process
+                self._client.makedirs(folder)  # outside the owner folder
+                self._folders.add(folder)
+            try:
+                self._move(posixpath.join(owner, relpath), dst)
+            except (HdfsError, requests.RequestException):
+                self._folders.discard(folder)  # made again on the retry, in case it is gone
+                raise
 
     # -- rolling -------------------------------------------------------------------
 
@@ -278,10 +309,16 @@ class HdfsSink(Sink):
             lambda: [hdfs_formats.encode(fmt, self._topic, roll.partition, f) for *_, f in files]
         )
 
+        attempts = 0
+
         def write_and_commit() -> None:
+            nonlocal attempts
+            attempts += 1
             # After the marker exists the temp files must never be rewritten: a
             # kill -9 mid-rewrite would leave a committed roll with a partial file.
-            if self._client.status(marker, strict=False) is not None:
+            # Only a retry can find it (an earlier attempt whose answer was lost): no
+            # other owner can commit this partition's rolls since this one fenced them.
+            if attempts > 1 and self._client.status(marker, strict=False) is not None:
                 return
             for (name, _, _), data in zip(files, contents, strict=True):
                 self._create(posixpath.join(state.owner, name), data)

@@ -1,4 +1,4 @@
-"""From Faust events to sink records: judge each record, set the bad ones aside.
+"""From fetched Kafka messages to sink records: judge each record, set the bad ones aside.
 
 Nothing here may raise for what a record holds: a producer we never saw can
 send any key, value and headers, and one record that raised would stop the
@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
-from faust.types import EventT
+from faust.types import Message
 
 from clickfan.events import InvalidEvent, decode_event
 from clickfan.sinks.base import Rejection, SinkRecord
@@ -78,36 +77,38 @@ def _timestamp_ms(timestamp: object) -> int | None:
 
 
 def to_sink_records(
-    events: Sequence[EventT],
+    messages: Sequence[Message],
     max_event_bytes: int,
     select: Callable[[SinkRecord], bool] | None = None,
 ) -> tuple[list[SinkRecord], list[Rejection]]:
-    """Every event as a SinkRecord (``event`` None when invalid) and the invalid ones' reasons.
+    """Every message as a SinkRecord (``event`` None when invalid) and the invalid ones' reasons.
 
     ``select``: when given, a record it declines is passed on as handled (``event``
     None, no rejection): a re-drive's way of leaving other groups' dead letters alone.
     """
     records: list[SinkRecord] = []
     rejections: list[Rejection] = []
-    for e in events:
-        m = e.message
+    for m in messages:
         value = _as_bytes(m.value)
-        record = SinkRecord(
-            topic=m.topic,
-            partition=m.partition,
-            offset=m.offset,
-            key=_as_bytes(m.key),
-            value=value,
-            timestamp_ms=_timestamp_ms(m.timestamp),
-            headers=_headers(m.headers),
-            event=None,
+        fields = (
+            m.topic,
+            m.partition,
+            m.offset,
+            _as_bytes(m.key),
+            value,
+            _timestamp_ms(m.timestamp),
+            _headers(m.headers),
         )
-        if select is not None and not select(record):
-            records.append(record)
-            continue
+        if select is not None:
+            bare = SinkRecord(*fields, event=None)
+            if not select(bare):
+                records.append(bare)
+                continue
         try:
-            record = replace(record, event=decode_event(value, max_event_bytes))
+            # one SinkRecord per record, built once (dataclasses.replace cost a fifth here)
+            records.append(SinkRecord(*fields, event=decode_event(value, max_event_bytes)))
         except InvalidEvent as exc:
+            record = SinkRecord(*fields, event=None)
             rejections.append(Rejection(record, exc.reason, "; ".join(exc.problems)))
-        records.append(record)
+            records.append(record)
     return records, rejections

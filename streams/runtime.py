@@ -1,19 +1,22 @@
 """What both workers share: the Faust App, how one is built for a sink, and running it.
 
 ``build`` makes one worker for any sink: the App (its id is the consumer
-group), the dead-letter queue, the SinkPipeline, the agent, and the tasks
-the sink needs. The workers run Faust's Worker directly (no Faust command
-line, no banner), with clickfan's logging, and stop cleanly on Ctrl-C or
-SIGTERM: first the sink flushes and commits what it holds (bounded by
-worker_stop_timeout_s), then Faust stops. A second signal stops at once;
-whatever was not committed is read again on the next start.
+group), the dead-letter queue, the SinkPipeline, the handler that takes
+each fetch of the consumer whole (no Faust agent or stream: see
+faust_compat.take_fetches), and the tasks the sink needs. The workers run
+Faust's Worker directly (no Faust command line, no banner), with clickfan's
+logging, and stop cleanly on Ctrl-C or SIGTERM: first the sink flushes and
+commits what it holds (bounded by worker_stop_timeout_s), then Faust stops.
+A second signal stops at once; whatever was not committed is read again on
+the next start.
 
-Loud, never silent: an exception that escapes the agent, a task or a
-rebalance handler (a bug, a sink's non-transient error, a dead-letter topic
-that refuses records) is logged and stops the process with exit code 1, so a
-supervisor restarts it; nothing past the last commit was committed, so the
-restarted worker reads those records again. Faust on its own would log the
-agent's death and keep the process alive, consuming nothing.
+Loud, never silent: an exception that escapes the fetch handler, a batch's
+write, a task or a rebalance handler (a bug, a sink's non-transient error,
+a dead-letter topic that refuses records) is logged and stops the process
+with exit code 1, so a supervisor restarts it; nothing past the last commit
+was committed, so the restarted worker reads those records again. Faust on
+its own would log such a death and keep the process alive, consuming
+nothing.
 """
 
 from __future__ import annotations
@@ -89,7 +92,6 @@ def make_app(settings: Settings, group: str, bootstrap_servers: str) -> faust.Ap
         broker_session_timeout=settings.worker_session_timeout_s,
         # revocation must not wait for records the sink holds: it aborts them instead
         stream_wait_empty=False,
-        stream_buffer_maxsize=2 * settings.worker_batch_records,
         producer_acks=-1,  # dead letters: acks=all
         # a dead letter that cannot be sent fails within this (Faust's default: 20 min),
         # so the worker says why long before anyone wonders
@@ -339,6 +341,10 @@ def build(
     )
     sink = make_sink(dlq.send, abort)
     positions = BrokerPositions(bootstrap_servers, group, topic)
+
+    def fail(where: str, exc: BaseException) -> None:
+        worker.fail(where, exc)
+
     pipeline = SinkPipeline(
         app,
         topic,
@@ -349,18 +355,20 @@ def build(
         logger,
         positions,
         select=None if redrive is None else redrive.select,
+        fail=fail,
     )
     worker = Worker(app, pipeline, group, settings.worker_stop_timeout_s, dlq)
     guard = worker.guard
 
-    async def consume(stream: faust.StreamT) -> None:
-        batches = stream.take_events(settings.worker_batch_records, settings.worker_batch_s)
-        async for events in batches:
-            await pipeline.process(events)
+    async def on_fetch(messages: list[faust.types.Message]) -> None:
+        size = settings.worker_batch_records
+        for i in range(0, len(messages), size):
+            # returns once the batch before is written: this one is written meanwhile
+            await pipeline.take(messages[i : i + size])
 
-    # concurrency 1: one batch at a time per process, in offset order per partition
-    # (and faust-streaming #606: concurrency > 1 has committed past in-flight records)
-    app.agent(source_topic(app, topic), concurrency=1, name=group)(guard("the agent", consume))
+    # one fetch at a time per process, in offset order per partition (Faust's per-record
+    # stream and agent are not used: streams.faust_compat.take_fetches)
+    faust_compat.take_fetches(app, source_topic(app, topic), guard("the consumer", on_fetch))
 
     async def start_sink() -> None:
         try:
@@ -386,6 +394,7 @@ def build(
         await pipeline.on_assigned(assigned)
 
     async def stop_sink(sender: faust.App, **_: object) -> None:
+        pipeline.cancel_writes()
         await sink.stop()
 
     async def stats() -> None:

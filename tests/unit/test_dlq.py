@@ -142,7 +142,7 @@ def _event(offset: int, value: bytes, headers: Any) -> Any:
         headers=list(headers),
         tp=TP("click-logs.dlq", 0),
     )
-    return SimpleNamespace(message=message)
+    return message
 
 
 def test_the_redrive_hands_the_sink_only_what_it_selects() -> None:

@@ -215,3 +215,21 @@ def test_an_item_our_key_may_not_write_stops_the_worker_with_the_reason() -> Non
     with pytest.raises(Refused, match="does not allow the indexer to write .*unauthorized"):
         asyncio.run(scenario())
     assert dead == []
+
+
+def test_index_names_remembered_per_minute_and_zone_are_the_ones_computed() -> None:
+    from clickfan.sinks.elasticsearch_sink import IndexNames
+
+    names = IndexNames("clicks")
+    zones = ["Z", "+00:00", "+02:00", "-00:15", "+14:00", "-12:30", "+05:45"]
+    checked = 0
+    for day in ("2026-03-09", "2026-12-31", "2024-02-29"):
+        for hour in (0, 1, 11, 12, 13, 22, 23):
+            for minute in (0, 14, 15, 29, 30, 44, 45, 59):
+                for second in ("00", "59.999", "30.5"):
+                    for zone in zones:
+                        t = f"{day}T{hour:02d}:{minute:02d}:{second}{zone}"
+                        assert names(t) == es_index.index_name("clicks", t), t
+                        checked += 1
+    assert checked == 3 * 7 * 8 * 3 * 7
+    assert len(names._names) <= IndexNames.MAX_ENTRIES

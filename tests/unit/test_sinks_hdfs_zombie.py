@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import posixpath
+import threading
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -247,3 +248,62 @@ def test_a_fenced_partition_is_dropped_then_stops_the_worker_if_it_stays(
 
     asyncio.run(scenario())
     assert _archived_offsets(nn) == list(range(RECORDS))
+
+
+def _two_partitions() -> list[SinkRecord]:
+    return [
+        SinkRecord(TOPIC, p, o, None, None, None, (), {"event_id": f"e{o}", "event_time": t})
+        for p in (0, 1)
+        for o, t in enumerate(["2026-01-31T22:59:59Z"] * RECORDS)
+    ]
+
+
+def test_partitions_due_together_roll_side_by_side() -> None:
+    nn = FakeNameNode()
+    writing = threading.Barrier(2, timeout=30)  # both rolls' first file write at once
+
+    class Client(FakeClient):
+        def _create(self, path: str, overwrite: bool, createparent: str) -> Any:
+            if path.endswith(".jsonl"):
+                writing.wait()  # one roll after the other would break the barrier
+            return super()._create(path, overwrite, createparent)
+
+    async def scenario() -> dict[int, int]:
+        sink = _sink(nn)
+        sink._client = Client(nn)  # type: ignore[assignment]
+        await sink.open({0, 1})
+        await sink.put(_two_partitions())
+        return await sink.flush()
+
+    assert asyncio.run(scenario()) == {0: RECORDS, 1: RECORDS}
+    assert _archived_offsets(nn) == sorted(list(range(RECORDS)) * 2)
+
+
+def test_a_failed_roll_escapes_and_the_partitions_rolling_beside_it_are_given_up() -> None:
+    nn = FakeNameNode()
+    started = threading.Event()
+
+    class Client(FakeClient):
+        def _create(self, path: str, overwrite: bool, createparent: str) -> Any:
+            if "+1+" in posixpath.basename(path) or "/clicks+1/" in path:
+                started.set()
+            elif path.endswith(".jsonl"):
+                assert started.wait(30)
+                raise KeyError("a bug in partition 0's roll")
+            return super()._create(path, overwrite, createparent)
+
+    async def scenario() -> None:
+        sink = _sink(nn)
+        sink._client = Client(nn)  # type: ignore[assignment]
+        await sink.open({0, 1})
+        await sink.put(_two_partitions())
+        with pytest.raises(KeyError, match="a bug"):
+            await sink.flush()  # the worker stops on it, committing nothing
+        # the restarted worker's sink takes over and archives what is missing, once
+        successor = _sink(nn)
+        await successor.open({0, 1})
+        await successor.put(_two_partitions())
+        assert await successor.flush() == {0: RECORDS, 1: RECORDS}
+
+    asyncio.run(scenario())
+    assert _archived_offsets(nn) == sorted(list(range(RECORDS)) * 2)

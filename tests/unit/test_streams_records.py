@@ -47,7 +47,7 @@ def _event(offset: int, value: bytes, headers: Any = None) -> Any:
         headers=headers,
         tp=TP("t", 2),
     )
-    return SimpleNamespace(message=message)
+    return message
 
 
 def test_valid_and_invalid_records() -> None:
@@ -136,7 +136,7 @@ def test_any_key_value_and_headers_never_raise(
         topic="t", partition=0, offset=1, key=key, value=value, timestamp=timestamp,
         headers=headers, tp=TP("t", 0),
     )  # fmt: skip
-    records, rejections = to_sink_records([SimpleNamespace(message=message)], 65536)
+    records, rejections = to_sink_records([message], 65536)
     (record,) = records
     assert record.key is None or isinstance(record.key, bytes)
     assert record.value is None or isinstance(record.value, bytes)
