@@ -65,10 +65,14 @@ test: install
 	fi
 
 # The Docker leg alone: build the image once, then the suite's Docker tests against
-# `docker compose` (which it starts and, with `down -v`, removes).
+# `docker compose` (which they start and, with `down -v`, remove): first the secure
+# profile's project (compose.secure.yaml, its own ports 28xxx), then the plain one's, so
+# that the two stacks never run at once.
 test-docker: install
 	docker compose build --quiet
-	$(BIN)/pytest --stack=docker tests/docker tests/integration/test_pipeline_exact.py $(PYTEST_ARGS)
+	$(BIN)/pytest --stack=docker tests/docker/test_compose_secure.py $(PYTEST_ARGS)
+	$(BIN)/pytest --stack=docker tests/docker tests/integration/test_pipeline_exact.py \
+	  --ignore=tests/docker/test_compose_secure.py $(PYTEST_ARGS)
 
 # Docker on a bare Debian machine: engine, daemon, compose v2, a base image (root).
 docker-ready:

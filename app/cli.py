@@ -30,6 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "clickfan.compose.native.commands:ensure_topics",
         "Create the pipeline's topics unless they exist.",
     ),
+    "secure-setup": ("clickfan.compose.native.commands:secure_setup", "Secure profile setup."),
     "fetch": ("clickfan.compose.native.commands:fetch", "Download the server programs."),
     "kafka": ("clickfan.compose.native.commands:kafka", "Run one of Apache Kafka's own tools."),
     "hdfs": ("clickfan.compose.native.commands:hdfs", "Run Hadoop's own `hdfs` command."),

@@ -191,3 +191,33 @@ def ensure_topics(wait_s: float, kafka_config: str | None) -> None:
     settings = kafka_client.use(load(), "admin", kafka_config)
     stack.wait_for_brokers(settings, wait_s, err)
     stack.ensure_topics(settings, err, bootstrap=kafka_client.bootstrap(settings))
+
+
+@click.command("secure-setup")
+@click.option(
+    "--files",
+    "files_only",
+    is_flag=True,
+    help="Only the CA, certificates, passwords and client files (before any service starts).",
+)
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.FloatRange(min=0),
+    default=0,
+    help="Seconds to wait for the brokers and HDFS first.",
+)
+def secure_setup(files_only: bool, wait_s: float) -> None:
+    """The secure profile for services run one by one (`clickfan serve`, compose.secure.yaml).
+
+    With --files, before the services: what they read (certificates, passwords). Then,
+    once they answer: the topics, the pipeline's ACLs and the archiver's HDFS folder.
+    """
+    settings = load()
+    if not settings.secure:
+        raise click.UsageError("secure-setup is for the secure profile: set CLICKFAN_SECURE=1")
+    if files_only:
+        stack.prepare_secure_files(settings)
+        err.print(f"secure profile files in {settings.home / 'secure'}")
+    else:
+        stack.secure_setup(settings, err, wait_s)

@@ -36,6 +36,7 @@ from clickfan.compose.native.services import (
 )
 from clickfan.compose.native.services.kafka import (
     KafkaBroker,
+    broker_certificate,
     extra_kafka_broker,
     kafka_brokers,
     write_client_files,
@@ -91,6 +92,68 @@ def prepare_secure(settings: Settings) -> None:
     settings.secure_marker.write_text("written by `clickfan up --secure`\n")
     write_client_files(settings, settings.bootstrap_servers)
     activate_admin(settings)
+
+
+def prepare_secure_files(settings: Settings) -> None:
+    """The secure profile's files, before any service of it starts: the CA, the brokers'
+    certificate, the users' passwords and client files. For services started one by one
+    (`clickfan serve`, each compose container), done once by one process
+    (`clickfan secure-setup --files`), so that no two brokers make them at once."""
+    prepare_secure(settings)
+    broker_certificate(settings)
+
+
+def secure_setup(settings: Settings, console: Console, wait_s: float) -> None:
+    """What `up --secure` does once the services answer, for services started one by one:
+    each service's set-up that needs it running (the indexer's API key, the archive
+    folder owned by the archiver), the topics and the pipeline's ACLs (until every
+    broker applies them). Waits up to ``wait_s`` for the brokers and for HDFS."""
+    activate_admin(settings)
+    wait_for_brokers(settings, wait_s, console)
+    deadline = time.monotonic() + wait_s
+    for service in core_services(settings):
+        with console.status(f"setting up {service.name}"):
+            while True:
+                try:  # HDFS refuses while the NameNode is still in safe mode
+                    service.after_healthy()
+                    break
+                except ClickfanError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(POLL_S)
+    ensure_topics(settings, console)
+    kafka_acls.apply(
+        admin_client(settings.bootstrap_servers),
+        kafka_acls.pipeline_acls(
+            settings.topic, settings.dlq_topic, settings.es_group, settings.hdfs_group
+        ),
+    )
+    _wait_for_acls(settings, timeout_s=60)
+    console.print(
+        f"ACLs set; {settings.hdfs_root} belongs to the archiver; the indexer's API key made"
+    )
+
+
+def _wait_for_acls(settings: Settings, timeout_s: float) -> None:
+    """Each broker applies new ACLs a moment after they are created: wait until every one
+    lets the producer see the topic, so no app starts into a refusal."""
+    producer = kafka_client.for_role(settings, "producer")
+    deadline = time.monotonic() + timeout_s
+    for port in settings.kafka_ports:
+        admin = AdminClient(
+            producer.confluent(f"{settings.host}:{port}", {"logger": _quiet_logger()})
+        )
+        while True:
+            with contextlib.suppress(KafkaException):
+                topics = admin.list_topics(settings.topic, timeout=10).topics
+                if topics[settings.topic].error is None:
+                    break
+            if time.monotonic() > deadline:
+                raise ClickfanError(
+                    f"the broker on port {port} does not apply the producer's ACL on "
+                    f"{settings.topic} after {timeout_s:.0f}s"
+                )
+            time.sleep(POLL_S)
 
 
 def kafka_cluster_probe(brokers: list[KafkaBroker]) -> Probe:
