@@ -201,6 +201,22 @@ class Stage:
 # -- the benchmark --------------------------------------------------------------
 
 
+def consumer_perf_test(settings: Settings, topic: str, events: int, group: str) -> float:
+    """kafka-consumer-perf-test reading ``events`` records of ``topic``: records/s."""
+    result = subprocess.run(
+        [CLICKFAN, "kafka", "kafka-consumer-perf-test", "--bootstrap-server",
+         settings.bootstrap_servers, "--topic", topic, "--messages", str(events),
+         "--group", group, "--timeout", "60000"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    lines = [ln for ln in result.stdout.splitlines() if ln.strip()]
+    if result.returncode != 0 or len(lines) < 2:
+        sys.exit(f"kafka-consumer-perf-test failed:\n{result.stdout}\n{result.stderr}")
+    header = [h.strip() for h in lines[0].split(",")]
+    row = dict(zip(header, (v.strip() for v in lines[-1].split(",")), strict=False))
+    return float(row.get("fetch.nMsg.sec") or row["nMsg.sec"])
+
+
 class Suite:
     def __init__(self, settings: Settings, events: int, rounds: int, out: Path) -> None:
         self.prefix = f"bench{uuid.uuid4().hex[:8]}"
@@ -416,7 +432,9 @@ class Suite:
             for who in order:
                 if who == "reference":
                     load = now_load()
-                    rate = self.consumer_perf_test(topic, r)
+                    rate = consumer_perf_test(
+                        self.settings, topic, self.events, f"{self.prefix}.perf-{r}"
+                    )
                     for stage in stages.values():
                         stage.trials.append(Trial("reference", rate, load))
                     print(f"  round {r + 1} consumer-perf-test: {rate:>9,.0f} records/s")
@@ -434,20 +452,6 @@ class Suite:
                         f"records/s (load {trial.load})"
                     )
         return list(stages.values())
-
-    def consumer_perf_test(self, topic: str, round_no: int) -> float:
-        result = subprocess.run(
-            [CLICKFAN, "kafka", "kafka-consumer-perf-test", "--bootstrap-server",
-             self.settings.bootstrap_servers, "--topic", topic, "--messages", str(self.events),
-             "--group", f"{self.prefix}.perf-{round_no}", "--timeout", "60000"],
-            capture_output=True, text=True, check=False,
-        )  # fmt: skip
-        lines = [ln for ln in result.stdout.splitlines() if ln.strip()]
-        if result.returncode != 0 or len(lines) < 2:
-            sys.exit(f"kafka-consumer-perf-test failed:\n{result.stdout}\n{result.stderr}")
-        header = [h.strip() for h in lines[0].split(",")]
-        row = dict(zip(header, (v.strip() for v in lines[-1].split(",")), strict=False))
-        return float(row.get("fetch.nMsg.sec") or row["nMsg.sec"])
 
     def es_stage(self, topic: str) -> Stage:
         s = self.settings
