@@ -265,6 +265,27 @@ def lag(settings: Settings, group: str, topic: str) -> int:
     return sum(end - max(done[p], 0) for p, end in ends.items())
 
 
+def argv_of_every_process() -> dict[int, str]:
+    """pid -> command line of every process on this machine (to look for secrets in)."""
+    argv = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                argv[int(proc.name)] = (proc / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue  # it ended meanwhile
+    return argv
+
+
+def process_gone(pid: int) -> bool:
+    """Exited (an orphan that exited but is not reaped yet by its adopter counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
 # -- worker processes --------------------------------------------------------------
 
 

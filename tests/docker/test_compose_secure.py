@@ -45,7 +45,7 @@ from tests.integration.pipeline_support import (
     source_of,
     wait_until,
 )
-from tests.support import Names
+from tests.support import Names, argv_of_every_process
 
 ROOT = Path(__file__).resolve().parents[2]
 # -p as well as the file's `name:`: a COMPOSE_PROJECT_NAME in the environment would win
@@ -326,17 +326,6 @@ def _passwords(secrets: Path) -> dict[str, str]:
     return found
 
 
-def _argv_of_every_process() -> dict[int, str]:
-    argv = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                argv[int(proc.name)] = (proc / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue  # it ended meanwhile
-    return argv
-
-
 def test_secrets_are_made_once_and_shown_nowhere(
     secure_compose: SecureCompose, tmp_path: Path
 ) -> None:
@@ -360,7 +349,7 @@ def test_secrets_are_made_once_and_shown_nowhere(
         c["Config"]["Labels"]["com.docker.compose.service"]: c["State"]["Pid"] for c in inspected
     }
     assert set(SERVERS + APPS) <= {n for n, pid in running.items() if pid}, running
-    argv = _argv_of_every_process()
+    argv = argv_of_every_process()
     assert {pid for pid in running.values() if pid} <= argv.keys()
 
     shown = {

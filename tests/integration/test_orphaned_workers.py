@@ -16,7 +16,7 @@ from pathlib import Path
 
 from clickfan.settings import Settings
 from tests.integration import pipeline_support as ps
-from tests.support import Names
+from tests.support import Names, process_gone
 
 # the parent: starts `clickfan worker hdfs` as the demo starts its children
 PARENT = """
@@ -28,14 +28,6 @@ worker.start()
 print(worker.proc.pid, flush=True)
 time.sleep(600)
 """
-
-
-def _gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"  # exited, not yet reaped
 
 
 def test_worker_stops_and_commits_when_its_parent_is_killed(
@@ -67,13 +59,13 @@ def test_worker_stops_and_commits_when_its_parent_is_killed(
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
         ps.wait_until(
-            lambda: _gone(worker),
+            lambda: process_gone(worker),
             timeout=90,
             what="the orphaned worker to stop",
             describe=log.read_text,
         )
     finally:
-        if not _gone(worker):
+        if not process_gone(worker):
             os.kill(worker, signal.SIGKILL)
     text = log.read_text()
     assert "SIGTERM: flushing what the sink holds" in text, text

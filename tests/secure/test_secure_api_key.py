@@ -17,7 +17,7 @@ from clickfan.sinks import clients
 from clickfan.streams import configs
 from tests.integration import pipeline_support as ps
 from tests.secure.conftest import identity, secure_env, worker_env
-from tests.support import Names, WorkerProcess, clickfan, wait_until
+from tests.support import Names, WorkerProcess, argv_of_every_process, clickfan, wait_until
 
 EVENTS = 300
 
@@ -39,17 +39,6 @@ def _stack_key(settings: Settings) -> str:
 def _key_material(encoded: str) -> list[str]:
     """What must never be shown: the encoded key and its secret half (``id:secret``)."""
     return [encoded, base64.b64decode(encoded).decode().split(":", 1)[1]]
-
-
-def _argv_of_every_process() -> dict[int, str]:
-    argv = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                argv[int(proc.name)] = (proc / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue  # it ended meanwhile
-    return argv
 
 
 def _produce(settings: Settings, names: Names, count: int, seed: int = 7) -> ProduceSummary:
@@ -197,7 +186,7 @@ def test_the_indexer_uses_the_key_by_default_delivers_exactly_and_shows_it_nowhe
             interval=2,
         )
         assert worker.running, worker.tail()
-        argv = _argv_of_every_process()
+        argv = argv_of_every_process()
         assert worker.proc is not None and worker.proc.pid in argv
         assert not [pid for pid, line in argv.items() if any(m in line for m in _key_material(key))]
     finally:

@@ -14,7 +14,7 @@ from clickfan.settings import Settings
 from clickfan.sinks import clients
 from tests.integration import pipeline_support as ps
 from tests.secure.conftest import identity, secure_env, worker_env
-from tests.support import Names, clickfan, running_workers, wait_drained
+from tests.support import Names, argv_of_every_process, clickfan, running_workers, wait_drained
 
 
 def _passwords(settings: Settings) -> dict[str, str]:
@@ -31,17 +31,6 @@ def _passwords(settings: Settings) -> dict[str, str]:
     return found
 
 
-def _argv_of_every_process() -> dict[int, str]:
-    argv = {}
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                argv[int(proc.name)] = (proc / "cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue  # it ended meanwhile
-    return argv
-
-
 def test_no_password_in_any_argv_nor_in_status(
     secure_stack: Settings, secure_names: Names, tmp_path: Path
 ) -> None:
@@ -52,7 +41,7 @@ def test_no_password_in_any_argv_nor_in_status(
             ps.produce(s, names, 50)
         wait_drained(s, names, workers, timeout=180, what="both workers to commit", fail_fast=True)
         assert all(w.running for w in workers), ps.logs(workers)
-        argv = _argv_of_every_process()
+        argv = argv_of_every_process()
         ours = {w.proc.pid for w in workers if w.proc} | {
             int(p.read_text().split()[0]) for p in (s.home / "run").glob("*.pid")
         }

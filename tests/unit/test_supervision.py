@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from clickfan.supervision import PARENT_PID_VARIABLE, child_env
+from tests.support import process_gone
 
 # the child: reports SIGTERM in its log, as the workers' clean stop would
 CHILD = """
@@ -38,15 +39,6 @@ time.sleep(120)
 """
 
 
-def _alive(pid: int) -> bool:
-    """Running (an exited orphan not yet reaped by whoever adopted it counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
 def _wait(check: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -65,13 +57,13 @@ def test_child_stops_when_its_parent_is_killed(tmp_path: Path) -> None:
     child = int(parent.stdout.readline())
     try:
         assert _wait(lambda: log.exists() and "ready" in log.read_text(), 30), "child not ready"
-        assert _alive(child)
+        assert not process_gone(child)
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
-        assert _wait(lambda: not _alive(child), 15), "the orphaned child went on running"
+        assert _wait(lambda: process_gone(child), 15), "the orphaned child went on running"
         assert log.read_text().split() == ["ready", "SIGTERM"]
     finally:
-        if _alive(child):
+        if not process_gone(child):
             os.kill(child, signal.SIGKILL)
 
 
