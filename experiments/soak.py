@@ -499,6 +499,8 @@ def _read_all(
             "group.id": "clickfan-soak-reader",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            # the DLQ is written in transactions: an aborted attempt is not a dead letter
+            "isolation.level": "read_committed",
             "logger": _quiet_log,
         }
     )
@@ -520,6 +522,8 @@ def _read_all(
                 if m.error():
                     if m.error().code() != KafkaError._PARTITION_EOF:
                         raise ClickfanError(f"reading {topic}: {m.error().str()}")
+                    if m.offset() >= ends[m.partition()]:  # the end is a commit marker
+                        pending.discard(m.partition())
                     continue
                 try:
                     headers: dict[str, bytes] | None = dict(m.headers() or [])

@@ -19,31 +19,41 @@ group's outage or lag cannot leave the other's archive with holes. The DLQ
 therefore holds a bad record once per group; read it filtered by
 ``clickfan.dlq.group`` (or deduplicated by source topic/partition/offset).
 
-A send counts as done only when the brokers confirmed it (acks=all); until
-then the source offset is not handled and is not committed. Each source
-partition's dead letters go to one DLQ partition (source partition modulo the
-DLQ's partition count), so that a worker taking a partition over can find, by
-reading that DLQ partition backwards from its end, which records past the
-group's committed offset were dead-lettered already (by a worker killed before
-it committed, say), and does not send them twice: once per group.
+A group's dead letters from one source partition are written by one fenced writer
+at a time, in Kafka transactions (FencedWriter below): its
+transactional id names the group, the source topic and the partition, so the
+worker that takes a partition over claims that id, and the broker then refuses
+every later write of the member that had it (a worker paused past its session,
+say) and aborts what it left open. Only then does the new owner read the DLQ
+(read_committed, once every transaction before its claim has ended) to find which
+records past the group's committed offset are dead letters already, and does not
+send them twice: once per group, even with a zombie or a send retried after a
+broker died. Readers of the DLQ therefore read it read_committed (aborted
+attempts are never shown). Each source partition's dead letters go to one DLQ
+partition (source partition modulo the DLQ's partition count).
 
-A failed send is judged by the Kafka error's own ``retriable`` flag: a
-retriable one (no leader, not enough replicas, the topic unknown for now,
-brokers unreachable) is retried with backoff while the offsets are held and a
-line per interval names the topic and the error; any other (message too
-large for the topic, not authorized) raises DeadLetterUnwritable, and the
-worker exits non-zero without committing past the record.
+A send counts as done only when its transaction committed (acks=all); until
+then the source offset is not handled and is not committed. A failed send is
+judged by the Kafka error's own ``retriable`` flag: a retriable one (no leader,
+not enough replicas, the topic unknown for now, brokers unreachable) is retried
+with backoff while the offsets are held and a line per interval names the topic
+and the error; any other (message too large for the topic, not authorized)
+raises DeadLetterUnwritable, and the worker exits non-zero without committing
+past the record. A writer fenced by another member raises DeadLetterFenced:
+the worker exits non-zero and is restarted, since the partition has moved.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol, TypeVar
 
-import faust
-from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, KafkaTimeoutError, ProducerFenced
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka import KafkaError as ConfluentKafkaError
 
@@ -54,6 +64,7 @@ from clickfan.sinks.retry import Retry, RetryPolicy
 from clickfan.streams.positions import ask_kafka
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 REASON = "clickfan.error.reason"
 MESSAGE = "clickfan.error.message"
@@ -130,84 +141,227 @@ class DeadLetterUnwritable(ClickfanError):
     """The dead-letter topic refused a record for good: the worker must stop, not skip it."""
 
 
+class DeadLetterFenced(ClickfanError):
+    """Another member claimed a partition's dead-letter writer: this worker lost it."""
+
+
+# key, value, headers of one dead letter
+Letter = tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]
+
+
+class DeadLetterWriter(Protocol):
+    async def start(self) -> None:
+        """Claim the writer's transactional id: fences every earlier writer of it."""
+
+    async def write(self, letters: Sequence[Letter], partition: int) -> None:
+        """Write ``letters`` to the DLQ partition in one transaction, all or none."""
+
+    async def stop(self) -> None: ...
+
+
+class FencedWriter:
+    """A transactional producer for one source partition's dead letters.
+
+    Its transactional id is the same for every member of the group that ever owns
+    the partition, so starting it (InitProducerId) bumps the id's epoch: the broker
+    aborts the transaction the last owner left open and refuses its later writes
+    and commits (ProducerFenced).
+    """
+
+    def __init__(
+        self, bootstrap_servers: str, topic: str, transactional_id: str, timeout_s: float
+    ) -> None:
+        self._topic = topic
+        self._timeout_s = timeout_s
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            transactional_id=transactional_id,
+            enable_idempotence=True,
+            acks="all",
+            request_timeout_ms=int(timeout_s * 1000),
+            # a transaction left open by a writer that died ends by itself after this
+            transaction_timeout_ms=int(transaction_timeout_s(timeout_s) * 1000),
+            **kafka_client.active().aiokafka(),
+        )
+
+    async def start(self) -> None:
+        await self._bounded(self._producer.start(), "claiming the dead-letter writer")
+
+    async def write(self, letters: Sequence[Letter], partition: int) -> None:
+        await self._producer.begin_transaction()
+        try:
+            futures = [
+                await self._producer.send(
+                    self._topic, value=value, key=key, partition=partition, headers=headers
+                )
+                for key, value, headers in letters
+            ]
+            await self._bounded(asyncio.gather(*futures), "sending dead letters")
+            await self._bounded(self._producer.commit_transaction(), "committing dead letters")
+        except BaseException:
+            # nothing of it is ever read (read_committed); a writer that cannot even
+            # abort is dropped by the queue, and the next claim aborts it
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._producer.abort_transaction(), self._timeout_s)
+            raise
+
+    async def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._producer.stop(), self._timeout_s)
+
+    async def _bounded(self, step: Awaitable[object], what: str) -> None:
+        try:
+            await asyncio.wait_for(step, self._timeout_s)
+        except TimeoutError:
+            # as a send that timed out in the client: retriable (see retriable)
+            raise KafkaTimeoutError(f"{what} took over {self._timeout_s:g}s") from None
+
+
+def transaction_timeout_s(request_timeout_s: float) -> float:
+    """How long a dead-letter transaction may stay open: a send's whole retry budget."""
+    return max(10.0, 2 * request_timeout_s)
+
+
+def transactional_id(group: str, source_topic: str, partition: int) -> str:
+    """The id every owner of ``partition`` uses for its dead letters (':' is in no topic
+    name, so a worker's ids and a re-drive's, whose source is the DLQ, never meet)."""
+    return f"{group}.dlq-writer:{source_topic}:{partition}"
+
+
 class DeadLetterQueue:
     def __init__(
         self,
-        app: faust.App,
         topic: str,
         group: str,
         retry: RetryPolicy,
         abort: asyncio.Event,
         written: DeadLetterLog,
+        new_writer: Callable[[int], DeadLetterWriter],
         redriving: bool = False,
     ) -> None:
         self.topic_name = topic
         self._redriving = redriving
-        self._topic = app.topic(topic, key_serializer="raw", value_serializer="raw")
         self._group = group
         self._abort = abort
         self._retry = Retry(f"dead-letter topic {topic}", log, retry, is_transient=retriable)
         self._written = written
-        # source partition -> offsets past the committed one that are on the DLQ already
+        self._new_writer = new_writer  # source partition -> its (unstarted) fenced writer
+        self._writers: dict[int, DeadLetterWriter] = {}  # claimed since the last assignment
+        self._starts: dict[int, int] = {}  # source partition -> committed offset at assignment
+        # source partition -> offsets at or past its start that are on the DLQ already
         self._sent_before: dict[int, set[int]] = {}
         self.sent = 0
-        self.not_again = 0  # found on the DLQ at assignment, not sent twice
+        self.not_again = 0  # found on the DLQ (sent before), not sent twice
 
-    async def recall(self, starts: dict[int, int]) -> None:
-        """On assignment: learn which records from ``starts`` on are dead letters already."""
-        self._sent_before = await self._written.already_sent(starts) if starts else {}
-        found = sum(len(offsets) for offsets in self._sent_before.values())
-        if found:
-            log.info("%d records past the committed offsets are dead letters already", found)
+    async def reset(self, starts: dict[int, int]) -> None:
+        """On assignment: the partitions' reading starts at ``starts``. Every writer is
+        claimed again (lazily, on a partition's first dead letter): another member may
+        have owned a partition since, and written to the DLQ meanwhile."""
+        await self.stop()
+        self._starts = dict(starts)
+        self._sent_before = {}
+
+    async def stop(self) -> None:
+        """Let go of every writer (they are claimed again when next needed)."""
+        writers, self._writers = self._writers, {}
+        for writer in writers.values():
+            await writer.stop()
+
+    async def close(self) -> None:
+        """The worker stops: the writers and the DLQ's readers."""
+        await self.stop()
+        await asyncio.to_thread(self._written.close)
 
     async def send(self, rejections: Sequence[Rejection]) -> None:
-        """Produce ``rejections`` and wait until every one is acknowledged.
+        """Write ``rejections`` to the DLQ once each, and return when they are committed.
 
-        Raises DeadLetterUnwritable on an error that is not retriable, and
+        Raises DeadLetterUnwritable on an error that is not retriable,
+        DeadLetterFenced when another member took a partition's writer over, and
         Aborted when the partitions are revoked (or the worker stops) meanwhile.
         """
-        pending = [
-            r
-            for r in rejections
-            if r.record.offset not in self._sent_before.get(r.record.partition, ())
-        ]
-        self.not_again += len(rejections) - len(pending)
+        by_partition: dict[int, list[Rejection]] = {}
+        for r in rejections:
+            by_partition.setdefault(r.record.partition, []).append(r)
+        for partition, theirs in by_partition.items():
+            await self._send_partition(partition, theirs)
 
+    async def _send_partition(self, partition: int, rejections: list[Rejection]) -> None:
         async def attempt() -> None:
-            nonlocal pending
-            futures = [
-                await self._topic.send(
-                    key=r.record.key,
-                    value=r.record.value,
-                    headers=headers(r, self._group, self._redriving),
-                    partition=await self._written.partition_for(r.record.partition),
-                )
+            writer = await self._claim(partition)
+            done = self._sent_before.setdefault(partition, set())
+            pending = [r for r in rejections if r.record.offset not in done]
+            self.not_again += len(rejections) - len(pending)
+            rejections[:] = pending  # counted once, whatever the retries
+            if not pending:
+                return
+            letters = [
+                (r.record.key, r.record.value, headers(r, self._group, self._redriving))
                 for r in pending
             ]
-            results = await asyncio.gather(*futures, return_exceptions=True)
-            errors = [res for res in results if isinstance(res, Exception)]
-            self.sent += len(pending) - len(errors)
-            # only the failed ones again: a confirmed dead letter is not sent twice
-            pending = [
-                r for r, res in zip(pending, results, strict=True) if isinstance(res, Exception)
-            ]
-            if errors:
-                raise errors[0]
+            try:
+                await writer.write(letters, await self._written.partition_for(partition))
+            except ProducerFenced:
+                await self._drop(partition)
+                raise DeadLetterFenced(
+                    f"another member of {self._group} took over the dead letters of "
+                    f"partition {partition} (this worker was paused or cut off past its "
+                    "session): stopping, so that it starts again clean"
+                ) from None
+            except BaseException:
+                await self._drop(partition)  # claimed anew, and the DLQ read again, next time
+                raise
+            done.update(r.record.offset for r in pending)
+            self.sent += len(pending)
 
-        if not pending:
-            return
         try:
-            await self._retry.call(attempt, f"dead-lettering {len(pending)} records", self._abort)
+            await self._retry.call(
+                attempt, f"dead-lettering {len(rejections)} records", self._abort
+            )
         except Exception as exc:
             error = kafka_error(exc)
             if error is None:
-                raise  # not Kafka's answer (Aborted, or a bug): as it is
+                raise  # not Kafka's answer (Aborted, fenced, or a bug): as it is
             what = getattr(error, "description", "") or str(error)
             raise DeadLetterUnwritable(
                 f"cannot write to the dead-letter topic {self.topic_name}: "
                 f"{type(error).__name__}, not retriable ({what}); the records it was for "
                 "stay uncommitted: fix the topic, then start the worker again"
             ) from exc
+
+    async def _claim(self, partition: int) -> DeadLetterWriter:
+        writer = self._writers.get(partition)
+        if writer is not None:
+            return writer
+        writer = self._new_writer(partition)
+        start = self._starts.get(partition, 0)
+        try:
+            await writer.start()  # from here on no earlier owner adds to the DLQ
+            found = await self._written.already_sent(partition, start)
+        except BaseException:
+            await writer.stop()  # claimed (and the DLQ read) again on the next try
+            raise
+        self._writers[partition] = writer
+        if found:
+            log.info(
+                "partition %d: %d records past offset %d are dead letters already",
+                partition,
+                len(found),
+                start,
+            )
+        self._sent_before[partition] = found
+        return writer
+
+    async def _drop(self, partition: int) -> None:
+        writer = self._writers.pop(partition, None)
+        if writer is not None:
+            await writer.stop()
+
+
+class DeadLetterTopicUnreadable(KafkaError):
+    """The DLQ could not be read back (deleted for now, a broker away): retried as a send
+    that failed, with the offsets held."""
+
+    retriable = True
 
 
 class DeadLetterLog:
@@ -222,6 +376,7 @@ class DeadLetterLog:
         topic: str,
         group: str,
         source_topic: str,
+        transaction_timeout_s: float,
         redriving: bool = False,
     ) -> None:
         self._topic = topic
@@ -235,29 +390,43 @@ class DeadLetterLog:
         self._group = group.encode()
         self._source_topic = source_topic.encode()
         self._partitions: int | None = None
-        self._consumer = Consumer(
-            {
-                **kafka_client.confluent(bootstrap_servers),
-                "group.id": f"{group}.dlq-reader",  # never joins or commits
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-            }
-        )
+        # a transaction left open (its writer killed) ends within this
+        self._stable_within_s = transaction_timeout_s + 10.0
+
+        def consumer(isolation: str) -> Consumer:
+            return Consumer(
+                {
+                    **kafka_client.confluent(bootstrap_servers),
+                    "group.id": f"{group}.dlq-reader",  # never joins or commits
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "isolation.level": isolation,
+                }
+            )
+
+        # committed dead letters only; its end is the last stable offset (LSO)
+        self._consumer = consumer("read_committed")
+        self._uncommitted = consumer("read_uncommitted")  # asked for the end (high watermark)
+
+    def close(self) -> None:
+        self._consumer.close()
+        self._uncommitted.close()
 
     async def partition_for(self, source_partition: int) -> int:
         if self._partitions is None:
-            self._partitions = await asyncio.to_thread(self._count_partitions)
+            self._partitions = await self._in_thread(self._count_partitions)
         return source_partition % self._partitions
 
-    async def already_sent(self, starts: dict[int, int]) -> dict[int, set[int]]:
-        """Source partition -> its offsets at or past ``starts`` that are on the DLQ."""
-        by_dlq_partition: dict[int, dict[int, int]] = {}
-        for p, start in starts.items():
-            by_dlq_partition.setdefault(await self.partition_for(p), {})[p] = start
-        found: dict[int, set[int]] = {}
-        for dlq_partition, wanted in by_dlq_partition.items():
-            found |= await asyncio.to_thread(self._scan_backwards, dlq_partition, wanted)
-        return found
+    async def already_sent(self, source_partition: int, start: int) -> set[int]:
+        """The offsets of ``source_partition`` at or past ``start`` that are on the DLQ."""
+        dlq_partition = await self.partition_for(source_partition)
+        return await self._in_thread(self._scan_backwards, dlq_partition, source_partition, start)
+
+    async def _in_thread(self, fn: Callable[..., T], *args: object) -> T:
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except RuntimeError as exc:
+            raise DeadLetterTopicUnreadable(str(exc)) from None
 
     def _count_partitions(self) -> int:
         topic = self._consumer.list_topics(self._topic, timeout=30).topics[self._topic]
@@ -265,24 +434,40 @@ class DeadLetterLog:
             raise RuntimeError(f"dead-letter topic {self._topic}: {topic.error}")
         return len(topic.partitions)
 
-    def _scan_backwards(self, dlq_partition: int, wanted: dict[int, int]) -> dict[int, set[int]]:
-        """Read back until each source partition shows a dead letter before its start.
+    def _stable_end(self, dlq_partition: int) -> tuple[int, int]:
+        """(log start, end) of a DLQ partition once every transaction begun before now has
+        ended: other partitions' writers share it, and a dead letter of ours committed
+        after one of theirs that is still open would not be visible yet."""
+        tp = TopicPartition(self._topic, dlq_partition)
+        what = f"cannot read the ends of {self._topic}[{dlq_partition}]"
+        _, end = ask_kafka(what, lambda: self._uncommitted.get_watermark_offsets(tp, timeout=30))
+        deadline = time.monotonic() + self._stable_within_s
+        while True:
+            low, stable = ask_kafka(
+                what, lambda: self._consumer.get_watermark_offsets(tp, timeout=30)
+            )
+            if stable >= end:
+                return low, stable
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{self._topic}[{dlq_partition}] holds a transaction open since before "
+                    f"offset {stable} for over {self._stable_within_s:.0f}s"
+                )
+            time.sleep(0.2)
+
+    def _scan_backwards(self, dlq_partition: int, source_partition: int, start: int) -> set[int]:
+        """Read back until the source partition shows a dead letter before its start.
 
         A group writes a partition's dead letters in offset order, going back only to
         its committed offset after a restart, so everything older is before the start.
         """
-        found: dict[int, set[int]] = {p: set() for p in wanted}
-        settled: set[int] = set()
-        low, end = ask_kafka(
-            f"cannot read the ends of {self._topic}[{dlq_partition}]",
-            lambda: self._consumer.get_watermark_offsets(
-                TopicPartition(self._topic, dlq_partition), timeout=30
-            ),
-        )
+        found: set[int] = set()
+        settled = False  # a dead letter before the start was seen: no need to go further back
+        low, end = self._stable_end(dlq_partition)
         topic_key, partition_key, offset_key = self._where
-        while end > low and settled != set(wanted):
-            start = max(low, end - self.CHUNK)
-            for headers in self._read(dlq_partition, start, end):
+        while end > low and not settled:
+            begin = max(low, end - self.CHUNK)
+            for headers in self._read(dlq_partition, begin, end):
                 if headers.get(GROUP) != self._group:
                     continue
                 if headers.get(topic_key) != self._source_topic:
@@ -292,17 +477,17 @@ class DeadLetterLog:
                     offset = int(headers.get(offset_key, b""))
                 except ValueError:
                     continue
-                if p not in wanted:
+                if p != source_partition:
                     continue
-                if offset >= wanted[p]:
-                    found[p].add(offset)
+                if offset >= start:
+                    found.add(offset)
                 else:
-                    settled.add(p)
-            end = start
-        return {p: offsets for p, offsets in found.items() if offsets}
+                    settled = True  # (the rest of this chunk is read: it runs forwards)
+            end = begin
+        return found
 
     def _read(self, dlq_partition: int, start: int, end: int) -> list[dict[str, bytes]]:
-        """The headers of the records at offsets start..end-1 of one DLQ partition."""
+        """The headers of the committed records at offsets start..end-1 of a DLQ partition."""
         self._consumer.assign([TopicPartition(self._topic, dlq_partition, start)])
         out: list[dict[str, bytes]] = []
         deadline = time.monotonic() + self.READ_TIMEOUT_S

@@ -225,6 +225,9 @@ class DlqReader:
                 "group.id": "clickfan-dlq-reader",  # assign() only: never joins or commits
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
+                # dead letters are written in transactions (streams.deadletter): an aborted
+                # attempt is never shown, and the end is the last stable offset
+                "isolation.level": "read_committed",
             }
         )
 
@@ -316,6 +319,27 @@ class DlqReader:
                 yield from self._partition(p, end)
             finally:
                 self._consumer.unassign()
+
+    def first_record(self, p: int, start: int, end: int) -> int | None:
+        """The offset of the first record in start..end-1 of partition ``p``, or None when
+        there is none: what lies there are transaction markers and aborted attempts."""
+        if start >= end:
+            return None
+        self._consumer.assign([TopicPartition(self._topic, p, start)])
+        try:
+            deadline = time.monotonic() + READ_TIMEOUT_S
+            while time.monotonic() < deadline:
+                message = self._consumer.poll(1.0)
+                if message is None:
+                    continue
+                if message.error():
+                    if message.error().code() == KafkaError._PARTITION_EOF:
+                        return None
+                    raise ClickfanError(f"reading {self._topic}[{p}]: {message.error()}")
+                return message.offset() if message.offset() < end else None
+            raise ClickfanError(f"reading {self._topic}[{p}] took over {READ_TIMEOUT_S:.0f}s")
+        finally:
+            self._consumer.unassign()
 
     def _partition(self, p: int, end: int) -> Iterator[Letter]:
         deadline = time.monotonic() + READ_TIMEOUT_S

@@ -170,7 +170,11 @@ def _round(
     def start(p: int, at: int) -> int:
         return max(at, purged.get(p, 0), marks[p][0])
 
-    if last and any(start(p, progress.get(p, 0)) < end for p, end in last.items()):
+    # unfinished: a record of the round past the progress (not only transaction markers)
+    if last and any(
+        reader.first_record(p, start(p, progress.get(p, 0)), end) is not None
+        for p, end in last.items()
+    ):
         return {p: start(p, progress.get(p, 0)) for p in partitions}, last, True
     starts = {p: start(p, last.get(p, 0)) for p in partitions}
     return starts, {p: end for p, (_, end) in marks.items()}, False
@@ -211,15 +215,17 @@ def redrive(
         # the last round, whose run may have passed over the next round's records)
         if any(progress.get(p) != o for p, o in starts.items()):
             reader.commit(dlqs.redrive_group(group), starts)
+        todo = {
+            p: end for p, end in ends.items() if reader.first_record(p, starts[p], end) is not None
+        }
     finally:
         reader.close()
-    todo = {p: end for p, end in ends.items() if starts[p] < end}
     if not todo:
         click.echo(f"nothing to re-drive for {group} on {settings.dlq_topic}")
         return
     if resuming:
         click.echo(f"finishing the re-drive of {group} that was interrupted", err=True)
-    _run(settings, bootstrap, group, wanted, purged, todo)
+    _run(settings, bootstrap, group, wanted, purged, starts, todo)
 
 
 def _dry_run(
@@ -251,6 +257,7 @@ def _run(
     group: str,
     wanted: dlqs.Filter,
     purged: dict[int, int],
+    starts: dict[int, int],
     ends: dict[int, int],
 ) -> None:
     # Faust and the sinks are imported only when a re-drive really starts
@@ -260,7 +267,7 @@ def _run(
     faust_compat.read_any_header_keys()
     runtime.setup_logging(settings.worker_loglevel, settings.sink_log_interval_s)
     runtime.check_topics(bootstrap, settings.dlq_topic)
-    selection = redrive.Selection(wanted, purged, ends)
+    selection = redrive.Selection(wanted, purged, starts, ends)
     worker = redrive.create_worker(settings, bootstrap, group, selection)
     try:
         worker.run()
@@ -270,12 +277,13 @@ def _run(
     reader = dlqs.DlqReader(bootstrap, settings.dlq_topic)
     try:
         progress = reader.committed(dlqs.redrive_group(group), sorted(ends))
+        # the records of the round not committed (transaction markers are no records)
+        left = sum(1 for _ in reader.letters({p: progress.get(p, 0) for p in ends}, ends))
     finally:
         reader.close()
-    left = sum(end - progress.get(p, 0) for p, end in ends.items() if progress.get(p, 0) < end)
     if left:
         raise ClickfanError(
-            f"the re-drive of {group} stopped with up to {left} records of its round not "
+            f"the re-drive of {group} stopped with {left} records of its round not "
             "committed (was the sink down?); run it again to finish the round",
             exit_code=1,
         )

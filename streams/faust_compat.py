@@ -10,7 +10,9 @@ The workers need three things Faust (and aiokafka under it) has no public API fo
 - reading a record whose header key is not UTF-8 (see read_any_header_keys);
 - each fetch of the consumer as one list of messages, instead of one Faust
   event per record through the conductor, a channel and a stream (see
-  take_fetches): ``Consumer._drain_messages``, ``getmany``, ``_read_offset``.
+  take_fetches): ``Consumer._drain_messages``, ``getmany``, ``_read_offset``;
+- reading only committed records (see read_committed):
+  ``AIOKafkaConsumerThread._create_worker_consumer``.
 
 Private calls can change meaning in any release without notice, and the
 offset commit is what "no loss, no duplicates" rests on. So a worker refuses
@@ -33,6 +35,7 @@ from typing import Any
 import faust
 from aiokafka.consumer import fetcher
 from aiokafka.record import default_records, memory_records
+from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, Message
 
 from clickfan.errors import ClickfanError
@@ -126,6 +129,29 @@ def read_any_header_keys() -> None:
     # it builds them with this module global, which the C MemoryRecords does not use
     memory_records.DefaultRecordBatch = _FastOrLenientBatch
     fetcher.MemoryRecords = memory_records._MemoryRecordsPy
+
+
+def read_committed() -> None:
+    """Make the workers' consumer read committed records only (isolation.level).
+
+    Faust reads read_committed only under its own exactly-once mode, which would
+    bring its transaction manager. The dead-letter topic is written in transactions
+    (streams.deadletter), and a re-drive reads it: an aborted attempt must never
+    reach a sink. A foreign transactional producer's aborted records on click-logs
+    are not records either.
+    """
+    create = aiokafka_driver.AIOKafkaConsumerThread._create_worker_consumer
+    if getattr(create, "clickfan_read_committed", False):
+        return
+
+    @functools.wraps(create)
+    def create_read_committed(self: Any, transport: Any) -> Any:
+        consumer = create(self, transport)
+        consumer._isolation_level = "read_committed"  # handed to its fetcher at start()
+        return consumer
+
+    create_read_committed.clickfan_read_committed = True  # type: ignore[attr-defined]
+    aiokafka_driver.AIOKafkaConsumerThread._create_worker_consumer = create_read_committed
 
 
 # Handles one fetch: the messages of one getmany, in offset order per partition.

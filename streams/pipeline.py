@@ -274,7 +274,9 @@ class SinkPipeline:
             # whatever was buffered before is gone (closed on revocation): start again
             # from what the group committed
             self._next = await self._positions.starting(partitions) if partitions else {}
-            await self._dlq.recall(self._next)  # what is on the DLQ past that already
+            # the dead-letter writers are claimed anew: from these starts on, the DLQ is
+            # read for what is there already when a partition first dead-letters
+            await self._dlq.reset(self._next)
             await self._sink.open(partitions)
             self._log.info("assigned partitions %s of %s", sorted(partitions), self._topic)
 

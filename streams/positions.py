@@ -38,14 +38,14 @@ class BrokerPositions:
     def __init__(self, bootstrap_servers: str, group: str, topic: str) -> None:
         self._topic = topic
         # never subscribes: it asks for the group's committed offsets and the watermarks,
-        # and reads single records where it is told (as Faust's consumer reads: records
-        # of open and aborted transactions included)
+        # and reads single records where it is told, as the workers' consumer reads
+        # (faust_compat.read_committed): aborted records and markers hold no record
         self._consumer = Consumer(
             {
                 **kafka_client.confluent(bootstrap_servers),
                 "group.id": group,
                 "enable.auto.commit": False,
-                "isolation.level": "read_uncommitted",
+                "isolation.level": "read_committed",
                 # below the log start (retention), the first record that is left
                 "auto.offset.reset": "earliest",
                 "enable.partition.eof": True,

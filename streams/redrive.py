@@ -50,6 +50,7 @@ class Selection:
 
     wanted: dlqs.Filter
     purged: dict[int, int]  # partition -> the group's purge position
+    starts: dict[int, int]  # partition -> where this run starts
     ends: dict[int, int]  # partition -> where the round ends
     redriven: int = 0
     skipped: int = 0  # other groups', other reasons, before --since, purged
@@ -75,6 +76,16 @@ class Selection:
             self.skipped += 1
             return False
         self.redriven += 1
+        return True
+
+    def finished(self, reader: dlqs.DlqReader) -> bool:
+        """Whether every record before the round's end has been seen. Past the last record
+        there may be transaction markers only, which no consumer is handed: the DLQ is
+        asked whether a record is left."""
+        for p, end in self.ends.items():
+            at = self.seen.get(p, self.starts.get(p, 0))
+            if at < end and reader.first_record(p, at, end) is not None:
+                return False
         return True
 
 
@@ -113,8 +124,12 @@ def create_worker(
     )
 
     async def stop_at_end() -> None:
-        while any(selection.seen.get(p, -1) < end for p, end in selection.ends.items()):
-            await asyncio.sleep(_DONE_CHECK_S)
+        reader = dlqs.DlqReader(bootstrap_servers, settings.dlq_topic)
+        try:
+            while not await asyncio.to_thread(selection.finished, reader):
+                await asyncio.sleep(_DONE_CHECK_S)
+        finally:
+            reader.close()
         log.info("read up to the end of the round: making the rest durable, then stopping")
         # no time limit (the stop's own drain has one): a sink that is down is waited
         # for, retrying, as the workers do

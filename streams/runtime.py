@@ -42,7 +42,13 @@ from clickfan.errors import ClickfanError
 from clickfan.settings import Settings
 from clickfan.sinks.base import Aborted, DeadLetterFn, Sink, SinkRecord
 from clickfan.streams import configs, faust_compat
-from clickfan.streams.deadletter import DeadLetterLog, DeadLetterQueue
+from clickfan.streams.deadletter import (
+    DeadLetterLog,
+    DeadLetterQueue,
+    FencedWriter,
+    transaction_timeout_s,
+    transactional_id,
+)
 from clickfan.streams.pipeline import SinkPipeline
 from clickfan.streams.positions import BrokerPositions
 
@@ -92,10 +98,6 @@ def make_app(settings: Settings, group: str, bootstrap_servers: str) -> faust.Ap
         broker_session_timeout=settings.worker_session_timeout_s,
         # revocation must not wait for records the sink holds: it aborts them instead
         stream_wait_empty=False,
-        producer_acks=-1,  # dead letters: acks=all
-        # a dead letter that cannot be sent fails within this (Faust's default: 20 min),
-        # so the worker says why long before anyone wonders
-        producer_request_timeout=settings.sink_request_timeout_s,
         # SASL and TLS from the worker's client config (kafka_client.activate); None: plaintext
         broker_credentials=kafka_client.active().faust_credentials(),
     )
@@ -323,20 +325,32 @@ def build(
     age) when no records arrive; None for a sink that flushes per batch.
     ``redrive``: read settings.dlq_topic instead, for the group it names.
     """
+    faust_compat.read_committed()  # the DLQ is written in transactions (streams.deadletter)
     app = make_app(settings, group, bootstrap_servers)
     abort = asyncio.Event()
     topic = settings.topic if redrive is None else settings.dlq_topic
     dlq_group = group if redrive is None else redrive.group
+    timeout_s = settings.sink_request_timeout_s
     written = DeadLetterLog(
-        bootstrap_servers, settings.dlq_topic, dlq_group, topic, redriving=redrive is not None
+        bootstrap_servers,
+        settings.dlq_topic,
+        dlq_group,
+        topic,
+        transaction_timeout_s(timeout_s),
+        redriving=redrive is not None,
     )
+
+    def new_writer(partition: int) -> FencedWriter:
+        tid = transactional_id(dlq_group, topic, partition)
+        return FencedWriter(bootstrap_servers, settings.dlq_topic, tid, timeout_s)
+
     dlq = DeadLetterQueue(
-        app,
         settings.dlq_topic,
         dlq_group,
         configs.retry_policy(settings),
         abort,
         written,
+        new_writer,
         redriving=redrive is not None,
     )
     sink = make_sink(dlq.send, abort)
@@ -396,6 +410,7 @@ def build(
     async def stop_sink(sender: faust.App, **_: object) -> None:
         pipeline.cancel_writes()
         await sink.stop()
+        await dlq.close()
 
     async def stats() -> None:
         pipeline.log_stats()

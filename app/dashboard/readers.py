@@ -74,6 +74,8 @@ class DeadLetterCounter:
                 **kafka_client.confluent(self._bootstrap),
                 "group.id": "clickfan-dashboard-unused",  # required; assign() never joins it
                 "enable.auto.commit": False,
+                # dead letters are written in transactions: aborted attempts are not counted
+                "isolation.level": "read_committed",
                 "log_level": 0,
             }
         )

@@ -3,7 +3,9 @@
     admin          super user (the brokers themselves, `clickfan up`, ensure-topics)
     producer       write the topic (and idempotent writes)
     es-indexer     read the topic in group es-indexer (and es-indexer.*, its dead-letter
-    hdfs-archiver  reader, purge and re-drive groups); read and write the dead-letter topic
+    hdfs-archiver  reader, purge and re-drive groups); read and write the dead-letter topic,
+                   in transactions whose ids start with the group's name and a dot
+                   (streams.deadletter.transactional_id)
     monitor        describe the cluster, every topic and group; read __consumer_offsets
 
 Nothing else is allowed (StandardAuthorizer, allow.everyone.if.no.acl.found=false).
@@ -56,6 +58,14 @@ def worker_acls(user: str, topic: str, dlq_topic: str, group: str) -> list[AclBi
         *_allow(user, ResourceType.GROUP, group, read),
         # its own helpers' groups: <group>.dlq-reader, .dlq-purged, .redrive
         *_allow(user, ResourceType.GROUP, f"{group}.", read, PREFIXED),
+        # its fenced dead-letter writers: <group>.dlq-writer:<source topic>:<partition>
+        *_allow(
+            user,
+            ResourceType.TRANSACTIONAL_ID,
+            f"{group}.",
+            (AclOperation.WRITE, AclOperation.DESCRIBE),
+            PREFIXED,
+        ),
     ]
 
 

@@ -147,7 +147,9 @@ def _event(offset: int, value: bytes, headers: Any) -> Any:
 
 def test_the_redrive_hands_the_sink_only_what_it_selects() -> None:
     other = tuple((k, b"hdfs-archiver" if k == dl.GROUP else v) for k, v in GOOD)
-    selection = Selection(dlqs.Filter(group="es-indexer"), purged={0: 1}, ends={0: 5})
+    selection = Selection(
+        dlqs.Filter(group="es-indexer"), purged={0: 1}, starts={0: 0}, ends={0: 5}
+    )
     events = [
         _event(0, b"{", GOOD),  # purged
         _event(1, b"{", GOOD),  # ours, still malformed: dead-lettered again
@@ -165,11 +167,20 @@ def test_the_redrive_hands_the_sink_only_what_it_selects() -> None:
 
 
 class _Reader:
-    def __init__(self, committed: dict[str, dict[int, int]]) -> None:
+    """The DLQ's committed offsets, and its records (every offset one, unless ``markers``:
+    offsets that hold a transaction marker, no record)."""
+
+    def __init__(
+        self, committed: dict[str, dict[int, int]], markers: set[tuple[int, int]] = frozenset()
+    ) -> None:
         self._committed = committed
+        self._markers = markers
 
     def committed(self, group: str, partitions: list[int]) -> dict[int, int]:
         return self._committed.get(group, {})
+
+    def first_record(self, p: int, start: int, end: int) -> int | None:
+        return next((o for o in range(start, end) if (p, o) not in self._markers), None)
 
 
 def test_rounds_a_new_one_starts_where_the_last_ended() -> None:
@@ -183,6 +194,25 @@ def test_rounds_an_interrupted_one_is_finished_first() -> None:
     marks = {0: (0, 50), 1: (0, 30)}
     reader = _Reader({"g.redrive": {0: 12, 1: 30}, "g.redrive-round": {0: 40, 1: 30}})
     assert _round(reader, "g", marks) == ({0: 12, 1: 30}, {0: 40, 1: 30}, True)  # type: ignore[arg-type]
+
+
+def test_rounds_one_that_left_only_transaction_markers_is_over() -> None:
+    marks = {0: (0, 50), 1: (0, 30)}
+    # the run committed up to its last record, 38; 38 and 39 are commit markers
+    reader = _Reader(
+        {"g.redrive": {0: 38, 1: 30}, "g.redrive-round": {0: 40, 1: 30}}, {(0, 38), (0, 39)}
+    )
+    assert _round(reader, "g", marks) == ({0: 40, 1: 30}, {0: 50, 1: 30}, False)  # type: ignore[arg-type]
+
+
+def test_a_redrive_is_finished_once_only_markers_are_left_before_the_end() -> None:
+    selection = Selection(dlqs.Filter(group="g"), purged={}, starts={0: 0, 1: 7}, ends={0: 5, 1: 9})
+    reader = _Reader({}, {(0, 4), (1, 8)})
+    assert not selection.finished(reader)  # type: ignore[arg-type]
+    selection.seen[0] = 4  # seen up to 3; 4 is a marker
+    assert not selection.finished(reader)  # type: ignore[arg-type]  # 7 on partition 1 is left
+    selection.seen[1] = 8
+    assert selection.finished(reader)  # type: ignore[arg-type]
 
 
 def test_rounds_start_no_earlier_than_the_purge_or_the_log_start() -> None:

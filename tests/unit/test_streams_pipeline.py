@@ -82,15 +82,15 @@ class FakeDeadLetters:
     def __init__(self) -> None:
         self.sent = 0
         self.not_again = 0
-        self.recalled: list[dict[int, int]] = []
+        self.resets: list[dict[int, int]] = []  # the starts each assignment told
         self.rejections: list[Rejection] = []
 
     async def send(self, rejections: Sequence[Rejection]) -> None:
         self.rejections.extend(rejections)
         self.sent += len(rejections)
 
-    async def recall(self, starts: dict[int, int]) -> None:
-        self.recalled.append(dict(starts))
+    async def reset(self, starts: dict[int, int]) -> None:
+        self.resets.append(dict(starts))
 
 
 def event(partition: int, offset: int, value: bytes | None = None, generation: int = 1) -> Any:
@@ -371,6 +371,8 @@ def test_each_assignment_starts_again_from_what_the_group_committed() -> None:
         await h.assign(0)
         await h.process([event(0, 2)])  # Faust did not rewind: 1 is missing
         assert h.app.consumer.seeks == [(TP(TOPIC, 0), 1)]
+        # the dead-letter writers start again from the same starts, each assignment
+        assert h.dlq.resets[-1] == {0: 1}
 
     run(scenario)
 
