@@ -170,6 +170,8 @@ def _consumer(bootstrap_servers: str, group: str | None = None, **config: object
             "group.id": group or f"tests-reader-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            # as every reader of the DLQ (written in transactions: streams.deadletter)
+            "isolation.level": "read_committed",
             **config,
         }
     )

@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from clickfan.generators import hostile
 from clickfan.settings import Settings
@@ -50,6 +50,8 @@ def _dead_letters(settings: Settings, topic: str) -> list[DeadLetter]:
             "bootstrap.servers": settings.bootstrap_servers,
             "group.id": "clickfan-tests-hostile-reader",
             "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",  # dead letters are written in transactions
         }
     )
     consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
@@ -61,6 +63,9 @@ def _dead_letters(settings: Settings, topic: str) -> list[DeadLetter]:
             assert time.monotonic() < deadline, f"could not read {topic} to {ends}: at {position}"
             for m in consumer.consume(500, timeout=1.0):
                 if m.error():
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        # at the end: what lies between the last letter and it are markers
+                        position[m.partition()] = max(position[m.partition()], m.offset())
                     continue
                 try:
                     headers: dict[str, bytes] | None = dict(m.headers() or [])

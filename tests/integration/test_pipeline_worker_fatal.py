@@ -40,7 +40,11 @@ def _set_max_message_bytes(settings: Settings, topic: str, value: str | None) ->
 def test_agent_error_exits_non_zero_and_a_restart_catches_up(
     stack: Settings, names: Names, tmp_path: Path
 ) -> None:
-    _set_max_message_bytes(stack, names.dlq_topic, "64")  # smaller than any record batch
+    # smaller than any dead letter (its headers alone are longer), but not than a
+    # transaction marker: with a limit below that, Kafka's coordinator cannot end the
+    # aborted transaction and the writer's id stays stuck until it moves ("Received
+    # fatal error RecordTooLargeException while sending txn marker")
+    _set_max_message_bytes(stack, names.dlq_topic, "160")
     env = ps.worker_env(stack, names)
     groups = {"es": names.es_group, "hdfs": names.hdfs_group}
     with ps.running_workers(env, tmp_path) as workers:
