@@ -217,7 +217,7 @@ class SparkEngine:
             if self.spark is not None:
                 self._forget()
                 self.spark.stop()
-        except Py4JError:
+        except (Py4JError, OSError):
             pass  # the JVM died already: nothing left to stop but the process
         finally:
             self.spark = None
@@ -227,15 +227,22 @@ class SparkEngine:
     def _end_jvm(self) -> None:
         """End the gateway's JVM, which pyspark leaves running until Python exits."""
         from pyspark import SparkContext
+        from pyspark.sql import SparkSession
 
         gateway, self._gateway = self._gateway, None
         if gateway is None:
             return
         gateway.shutdown()
-        if SparkContext._gateway is gateway:
-            # a later start() in this process launches a new JVM instead of using this one
-            SparkContext._gateway = None
-            SparkContext._jvm = None
+        with SparkContext._lock:
+            if SparkContext._gateway is gateway:
+                # a later start() in this process launches a new JVM instead of using this
+                # one; and a JVM that died under its session (whose stop() then failed
+                # half-way) leaves no context or session behind either
+                SparkContext._gateway = None
+                SparkContext._jvm = None
+                SparkContext._active_spark_context = None
+                SparkSession._instantiatedSession = None
+                SparkSession._activeSession = None
         proc = gateway.proc
         proc.stdin.close()  # Spark's gateway server exits when its stdin ends
         try:
@@ -366,6 +373,8 @@ class SparkEngine:
         except (PySparkException, Py4JError) as exc:
             first = str(exc).strip().splitlines()[0][:300]
             raise EngineDown(f"Spark over {self.url}: {first}") from None
+        except OSError as exc:  # py4j's socket to a JVM that is gone
+            raise EngineDown(f"Spark's JVM does not answer: {exc} (log: {self.log_file})") from None
         return Answer(q.name, self.name, rows, time.monotonic() - began)
 
     def _rows(self, q: Question, window: TimeRange, limit: int) -> list[tuple[Any, ...]]:
