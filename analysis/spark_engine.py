@@ -14,10 +14,9 @@ log file; the console gets one line when it starts (or one line why not).
 :meth:`SparkEngine.stop` ends the JVM too, not only the session: a process that
 goes on (a test run, an experiment) does not keep an idle 512 MB JVM.
 
-Listing and reading the archive is most of a question's time, so the events of
-one window are read once and kept (memory, then disk) for every question asked
-about that window, as long as the archive holds the same files (see
-:meth:`SparkEngine.events`).
+The events of one window are read from the archive once (listed, parsed,
+deduplicated) and kept, in memory then on disk, for every question asked about
+that window while the archive holds the same files (see :meth:`SparkEngine.events`).
 """
 
 from __future__ import annotations
