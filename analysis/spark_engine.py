@@ -11,6 +11,12 @@ to Hadoop's readers).
 One :class:`SparkEngine` is one JVM: start-up costs seconds on two busy cores,
 so callers keep one and ask it every question. The JVM's own output goes to a
 log file; the console gets one line when it starts (or one line why not).
+:meth:`SparkEngine.stop` ends the JVM too, not only the session: a process that
+goes on (a test run, an experiment) does not keep an idle 512 MB JVM.
+
+The events of one window are read from the archive once (listed, parsed,
+deduplicated) and kept, in memory then on disk, for every question asked about
+that window while the archive holds the same files (see :meth:`SparkEngine.events`).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,6 +49,9 @@ DEFAULT_DRIVER_MEMORY = "512m"
 # Spark refuses a driver heap below 1.5 x its 300 MB reserve
 MIN_DRIVER_BYTES = 450 * 1024 * 1024
 JVM_OVERHEAD_BYTES = 200 * 1024 * 1024  # metaspace, threads, netty buffers beyond the heap
+# what the questions read of an event (``ms``: its time in epoch milliseconds)
+QUESTION_COLUMNS = ("session_id", "event_type", "page_url", "referrer", "country", "ms")
+JVM_EXIT_S = 30.0  # for the JVM to exit once its stdin closed, before it is killed
 
 
 def contract_schema() -> Any:
@@ -103,6 +113,11 @@ class SparkEngine:
         self.log_file = log_file or settings.home / "logs" / "spark-analyze.log"
         self.spark: Any = None
         self.startup_s: float | None = None
+        self.jvm_pid: int | None = None
+        self._gateway: Any = None
+        self.reads = 0  # how often the archive was read into a new DataFrame
+        # the last window's events: (url, window, the archive's files, DataFrame or None)
+        self._kept: tuple[str, TimeRange, str, Any] | None = None
 
     @property
     def url(self) -> str:
@@ -171,8 +186,11 @@ class SparkEngine:
             log.flush()
             try:
                 gateway = launch_gateway(conf, popen_kwargs={"stdout": log, "stderr": log})
+                self._gateway = gateway
+                self.jvm_pid = gateway.proc.pid
                 context = SparkContext(conf=conf, gateway=gateway)
             except (PySparkException, Py4JError, OSError) as exc:
+                self._end_jvm()
                 raise EngineDown(f"Spark cannot start: {self._why(exc)}") from None
         context.setLogLevel("WARN")
         return SparkSession(context)
@@ -191,9 +209,46 @@ class SparkEngine:
         return f"{first[:300]} (log: {self.log_file})"
 
     def stop(self) -> None:
-        if self.spark is not None:
-            self.spark.stop()
+        """Drop the kept events, stop the session and end its JVM."""
+        from py4j.protocol import Py4JError
+
+        try:
+            if self.spark is not None:
+                self._forget()
+                self.spark.stop()
+        except (Py4JError, OSError):
+            pass  # the JVM died already: nothing left to stop but the process
+        finally:
             self.spark = None
+            self._kept = None
+            self._end_jvm()
+
+    def _end_jvm(self) -> None:
+        """End the gateway's JVM, which pyspark leaves running until Python exits."""
+        from pyspark import SparkContext
+        from pyspark.sql import SparkSession
+
+        gateway, self._gateway = self._gateway, None
+        if gateway is None:
+            return
+        gateway.shutdown()
+        with SparkContext._lock:
+            if SparkContext._gateway is gateway:
+                # a later start() in this process launches a new JVM instead of using this
+                # one; and a JVM that died under its session (whose stop() then failed
+                # half-way) leaves no context or session behind either
+                SparkContext._gateway = None
+                SparkContext._jvm = None
+                SparkContext._active_spark_context = None
+                SparkSession._instantiatedSession = None
+                SparkSession._activeSession = None
+        proc = gateway.proc
+        proc.stdin.close()  # Spark's gateway server exits when its stdin ends
+        try:
+            proc.wait(timeout=JVM_EXIT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
     def __enter__(self) -> SparkEngine:
         return self
@@ -202,27 +257,61 @@ class SparkEngine:
         self.stop()
 
     # ---------------------------------------------------------------- the data
-    def _files(self) -> dict[str, bool]:
-        """Which formats the archive holds (outside folders starting with '_')."""
+    def _listing(self) -> tuple[dict[str, bool], str]:
+        """Which formats the archive holds (outside folders starting with '_'), and the
+        names of all its files as one text."""
         jvm = self.spark.sparkContext._jvm
         hadoop_conf = self.spark.sparkContext._jsc.hadoopConfiguration()
         root = jvm.org.apache.hadoop.fs.Path(self.url)
         fs = root.getFileSystem(hadoop_conf)
         if not fs.exists(root):
             raise EngineDown(f"HDFS has no archive at {self.url}")
-        found = {}
+        found, names = {}, []
         for suffix in ("jsonl", "parquet"):
             glob = jvm.org.apache.hadoop.fs.Path(f"{self.url}/dt=*/hour=*/*.{suffix}")
             statuses = fs.globStatus(glob)
             found[suffix] = statuses is not None and len(statuses) > 0
-        return found
+            if found[suffix]:
+                # one call into the JVM for all names, not one per file (commons-lang3 comes
+                # with Spark; py4j finds no java.util.Arrays method for a Path[])
+                paths = jvm.org.apache.hadoop.fs.FileUtil.stat2Paths(statuses)
+                names.append(jvm.org.apache.commons.lang3.ArrayUtils.toString(paths))
+        return found, "\n".join(names)
 
     def events(self, window: TimeRange) -> Any:
-        """The archive's events as one DataFrame: the columns the questions use, plus
-        ``ms`` (event time in epoch milliseconds, floored) and ``day`` (its UTC date)."""
+        """The archive's events in ``window`` as one DataFrame of QUESTION_COLUMNS
+        (``ms``: the event time in epoch milliseconds, floored), one row per event id
+        and UTC day.
+
+        Read once per window and kept (MEMORY_AND_DISK) while the archive holds the
+        same files: a file is published whole under a name of its offsets and never
+        changes after (sinks.hdfs_layout), so the same names mean the same events.
+        A new file, another window or another root reads the archive again and drops
+        the events kept before.
+        """
+        from pyspark import StorageLevel
+
+        found, listing = self._listing()
+        if self._kept is not None:
+            url, kept_window, kept_listing, frame = self._kept
+            if (url, kept_window, kept_listing) == (self.url, window, listing):
+                return frame
+            self._forget()
+        frame = self._read(found, window)
+        if frame is not None:
+            frame = frame.persist(StorageLevel.MEMORY_AND_DISK)
+        self.reads += 1
+        self._kept = (self.url, window, listing, frame)
+        return frame
+
+    def _forget(self) -> None:
+        if self._kept is not None and self._kept[3] is not None:
+            self._kept[3].unpersist()
+        self._kept = None
+
+    def _read(self, found: dict[str, bool], window: TimeRange) -> Any:
         from pyspark.sql import functions as F
 
-        found = self._files()
         frames = []
         if found["jsonl"]:
             frames.append(
@@ -262,8 +351,9 @@ class SparkEngine:
         if window.until_ms is not None:
             until_day = F.to_date(F.timestamp_millis(F.lit(window.until_ms)))
             df = df.where((F.col("dt") <= until_day) & (F.col("ms") < window.until_ms))
-        # one per (event id, day), as the daily indices hold them
-        return df.dropDuplicates(["event_id", "day"])
+        # one per (event id, day), as the daily indices hold them; then only the columns
+        # the questions read, so that what is kept is small
+        return df.dropDuplicates(["event_id", "day"]).select(*QUESTION_COLUMNS)
 
     # ---------------------------------------------------------------- questions
     def answer(self, q: Question, window: TimeRange, limit: int) -> Answer:
@@ -282,6 +372,8 @@ class SparkEngine:
         except (PySparkException, Py4JError) as exc:
             first = str(exc).strip().splitlines()[0][:300]
             raise EngineDown(f"Spark over {self.url}: {first}") from None
+        except OSError as exc:  # py4j's socket to a JVM that is gone
+            raise EngineDown(f"Spark's JVM does not answer: {exc} (log: {self.log_file})") from None
         return Answer(q.name, self.name, rows, time.monotonic() - began)
 
     def _rows(self, q: Question, window: TimeRange, limit: int) -> list[tuple[Any, ...]]:

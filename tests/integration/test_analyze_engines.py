@@ -1,7 +1,8 @@
 """Both engines, and plain Python over the events read back from Kafka, give the same answer
 to every question on a seeded run (and inside a time range), once both groups caught up.
 
-One Spark session for the module: its start-up costs seconds on two busy cores.
+One Spark session for the module: its start-up costs seconds on two busy cores. Its JVM
+ends with the module, so later tests do not share the cores with an idle one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psutil
 import pytest
 
 from clickfan.analysis.commands import Run, answer_one
@@ -29,12 +31,26 @@ BATCHES = 4
 START = datetime(2026, 3, 1, 23, 58, 30, tzinfo=UTC)  # crosses an hour and a day
 
 
+def _spark_jvms() -> list[int]:
+    """This process's children running Spark (pyspark starts its JVM as a direct child)."""
+    jvms = []
+    for child in psutil.Process().children():
+        try:
+            if "org.apache.spark.deploy.SparkSubmit" in child.cmdline():
+                jvms.append(child.pid)
+        except (psutil.NoSuchProcess, psutil.ZombieProcess):
+            continue  # gone
+    return jvms
+
+
 @pytest.fixture(scope="module")
 def spark(stack: Settings) -> Iterator[SparkEngine]:
     engine = SparkEngine(stack)
     engine.start(say=lambda _text: None)
+    assert _spark_jvms() == [engine.jvm_pid]
     yield engine
     engine.stop()
+    assert _spark_jvms() == [], "the JVM outlived SparkEngine.stop()"
 
 
 def _closed_port() -> int:
@@ -67,12 +83,18 @@ def test_every_question_same_answer_from_es_spark_and_the_events(
     es_worker = ps.WorkerProcess("es", env, tmp_path, "es")
     hdfs_worker = ps.WorkerProcess("hdfs", env, tmp_path, "hdfs")
     workers = [es_worker, hdfs_worker]
+    minute = QUESTIONS["events-per-minute"]
     try:
         # only the archiver runs at first, writing JSON Lines for the first half and Parquet
         # for the second: one archive, both formats in the same hour folders
         for batch in range(BATCHES):
             if batch == BATCHES // 2:
                 _caught_up(stack, names.hdfs_group, names.topic, workers)
+                # Spark keeps the events it read; the files archived from now on must
+                # still be read (checked below: its answers count every event)
+                half = [json.loads(r.value) for r in ps.read_topic(stack, names.topic)]
+                got = spark.answer(minute, TimeRange(), 5)
+                assert got.rows == reference(minute, half, TimeRange(), 5).rows
                 assert hdfs_worker.stop() == 0, ps.logs(workers)
                 hdfs_worker = ps.WorkerProcess(
                     "hdfs", {**env, "CLICKFAN_HDFS_FORMAT": "parquet"}, tmp_path, "hdfs-parquet"
@@ -88,7 +110,6 @@ def test_every_question_same_answer_from_es_spark_and_the_events(
         formats = {f.path.rsplit(".", 1)[1] for f in ps.read_archive(stack, names.hdfs_root)}
         assert formats == {"jsonl", "parquet"}, formats
         events = [json.loads(r.value) for r in ps.read_topic(stack, names.topic)]
-        minute = QUESTIONS["events-per-minute"]
         expected = reference(minute, events, TimeRange(), 5)
 
         # the indexer has not started: the answers differ, and that is lag, not disagreement
@@ -124,6 +145,7 @@ def test_every_question_same_answer_from_es_spark_and_the_events(
         to_ms(datetime.fromisoformat(minutes[-1] + ":00+00:00")),
     )
     differences = []
+    reads = spark.reads
     for window in (TimeRange(), inner):
         for q in QUESTIONS.values():
             expected = reference(q, events, window, limit=5)
@@ -136,6 +158,10 @@ def test_every_question_same_answer_from_es_spark_and_the_events(
                         f"  expected {expected.rows[:6]}\n  got      {got.rows[:6]}"
                     )
     assert not differences, "\n".join(differences)
+    # every question of a window from one read of the archive: the whole run's events were
+    # kept since the answers above (the archive did not change since), the inner window's
+    # were read once
+    assert spark.reads == reads + 1
 
     # now both agree
     agreed = answer_one(Run(settings, "both", spark=spark), QUESTIONS["funnel"], inner, 5)

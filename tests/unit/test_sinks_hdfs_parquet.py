@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,9 +18,13 @@ from clickfan.events import FIELDS, decode_event, encode_event, event_time_utc, 
 from clickfan.generators.events import EventGenerator
 from clickfan.settings import Settings
 from clickfan.sinks import hdfs_formats, hdfs_parquet
+from clickfan.sinks.base import SinkRecord
+from clickfan.sinks.clients import WebHdfsConnection
 from clickfan.sinks.hdfs_fence import TempFile, data_name, parse_temp
 from clickfan.sinks.hdfs_layout import FORMATS, ArchiveFile
 from clickfan.sinks.hdfs_roll import PendingRoll
+from clickfan.sinks.hdfs_sink import HdfsConfig, HdfsSink, RollLimits
+from clickfan.sinks.retry import RetryPolicy
 from clickfan.streams import commands, configs
 from tests.event_strategies import BASE_EVENTS, edge_events
 
@@ -158,3 +164,45 @@ def test_archivers_and_the_redrive_write_the_format_of_the_settings() -> None:
     # streams.hdfs_archiver and streams.redrive both build their sink from configs.hdfs
     for fmt in FORMATS:
         assert configs.hdfs(Settings(hdfs_format=fmt)).format == fmt
+
+
+def test_a_parquet_roll_is_encoded_off_the_event_loop_and_committed_as_encoded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the sink on an in-memory NameNode (the zombie tests' fake, HDFS's rules for its calls)
+    from tests.unit.test_sinks_hdfs_zombie import ROOT, FakeClient, FakeNameNode
+
+    encoded_on: list[int] = []
+
+    def encode(*args: Any) -> bytes:
+        encoded_on.append(threading.get_ident())
+        return hdfs_formats_encode(*args)
+
+    hdfs_formats_encode = hdfs_formats.encode
+    monkeypatch.setattr(hdfs_formats, "encode", encode)
+    nn = FakeNameNode()
+    connection = WebHdfsConnection(("http://fake",), "u", request_timeout_s=1.0)
+    config = HdfsConfig(connection, ROOT, RollLimits(10_000, 1 << 30, 3600.0), "parquet")
+    sink = HdfsSink(config, RetryPolicy(0.001, 0.001, 60.0), TOPIC, asyncio.Event())
+    sink._client = FakeClient(nn)  # type: ignore[assignment]
+    events = _events(300)
+    records = [SinkRecord(TOPIC, 0, o, None, None, None, (), e) for o, e in enumerate(events)]
+
+    async def roll() -> tuple[int, dict[int, int]]:
+        await sink.open({0})
+        await sink.put(records)
+        return threading.get_ident(), await sink.flush(force=True)
+
+    loop_thread, safe = asyncio.run(roll())
+    assert safe == {0: len(events)}
+    assert encoded_on and loop_thread not in encoded_on
+    archived = {
+        path: data
+        for path, data in nn.entries.items()
+        if path.endswith(".parquet") and "/_tmp/" not in path
+    }
+    got = []
+    for path, data in sorted(archived.items()):
+        events_read, offsets = hdfs_formats.decode(ArchiveFile.parse(path.rsplit("/", 1)[1]), data)
+        got += list(zip(offsets, events_read, strict=True))
+    assert sorted(got, key=lambda row: row[0]) == list(enumerate(events))
