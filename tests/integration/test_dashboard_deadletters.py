@@ -66,11 +66,13 @@ def _inject_es_dead_letters(stack: Settings, names: Names) -> set[str]:
 
 
 def _rows(page: DashboardPage) -> Rows:
-    rows: Rows = {}
-    for row in page.page.locator("#dlq-table tr[data-group]").all():
-        cells = row.locator("td").all_inner_texts()
-        rows[(cells[0], cells[1])] = (cells[2].replace(",", ""), cells[3], cells[4])
-    return rows
+    # read in one step in the page: the table is drawn anew on every push, and a row
+    # read cell by cell can be replaced half-way
+    table = page.page.evaluate(
+        """() => [...document.querySelectorAll('#dlq-table tr[data-group]')].map(
+            (row) => [...row.querySelectorAll('td')].map((td) => td.innerText))"""
+    )
+    return {(c[0], c[1]): (c[2].replace(",", ""), c[3], c[4]) for c in table}
 
 
 def _cli(env: dict[str, str]) -> Rows:
