@@ -186,6 +186,20 @@ def _round(
 @click.option("--since", help="Only dead-lettered at or after (ISO 8601, or 2h, 30m ago).")
 @click.option("--dry-run", is_flag=True, help="Print what would be re-driven; change nothing.")
 @_connection
+@click.option(
+    "--index-prefix",
+    help="The indexer's daily indices <prefix>-YYYY.MM.DD, as its worker's "
+    "(CLICKFAN_INDEX_PREFIX; default: clicks).",
+)
+@click.option(
+    "--hdfs-root", help="The archiver's folder in HDFS, as its worker's (CLICKFAN_HDFS_ROOT)."
+)
+@click.option(
+    "--format",
+    "hdfs_format",
+    type=click.Choice(("jsonl", "parquet")),
+    help="The archiver's file format, as its worker's (CLICKFAN_HDFS_FORMAT).",
+)
 @click.option("--loglevel", type=click.Choice(("debug", "info", "warning", "error")))
 def redrive(
     group: str,
@@ -194,11 +208,22 @@ def redrive(
     dry_run: bool,
     dlq_topic: str | None,
     bootstrap_servers: str | None,
+    index_prefix: str | None,
+    hdfs_root: str | None,
+    hdfs_format: str | None,
     loglevel: str | None,
 ) -> None:
-    """Send GROUP's dead letters back to its sink (after a fix); resumes after a kill."""
+    """Send GROUP's dead letters back to its sink (after a fix); resumes after a kill.
+
+    The sink is the group's worker's: the same CLICKFAN_* settings, or the flags below
+    when the worker was started with its own."""
     settings, bootstrap = _settings(dlq_topic, bootstrap_servers)
-    settings = settings.with_overrides(worker_loglevel=loglevel)
+    settings = settings.with_overrides(
+        worker_loglevel=loglevel,
+        index_prefix=index_prefix,
+        hdfs_root=hdfs_root,
+        hdfs_format=hdfs_format,
+    )
     wanted = _filter(settings, group, reason, since, None)
     reader = dlqs.DlqReader(bootstrap, settings.dlq_topic)
     try:

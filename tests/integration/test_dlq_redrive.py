@@ -268,3 +268,38 @@ def test_a_redrive_into_a_sink_that_is_down_holds_then_finishes(
         "nothing to re-drive"
         in clickfan("dlq", "redrive", "--group", names.es_group, env=env).stdout
     )
+
+
+def test_a_redrive_takes_the_sink_flags_of_a_worker_started_with_its_own(
+    stack: Settings, names: Names
+) -> None:
+    """Workers started with --index-prefix, --hdfs-root or --format: their dead letters go
+    back to the same indices and folder, in the same format, given the same flags."""
+    ps.produce(stack, names, 40, start_time=DAY)
+    events = [r.value for r in ps.read_topic(stack, names.topic) if r.value is not None]
+    for group, reason in ((names.es_group, b"es_rejected"), (names.hdfs_group, b"invalid_values")):
+        ps.put_dead_letters(
+            stack, names, events, group=group, reason=reason, message=b"since fixed"
+        )
+    env = ps.worker_env(stack, names)
+    prefix, root = f"{names.index_prefix}-flagged", f"{names.hdfs_root}/flagged"
+
+    es = clickfan("dlq", "redrive", "--group", names.es_group, "--index-prefix", prefix, env=env)
+    assert es.returncode == 0 and f"re-drove {len(events)} dead letters" in es.stdout, es.stderr
+    hdfs = clickfan(
+        "dlq", "redrive", "--group", names.hdfs_group, "--hdfs-root", root, "--format",
+        "parquet", env=env, timeout=400,
+    )  # fmt: skip
+    assert hdfs.returncode == 0 and f"re-drove {len(events)} dead letters" in hdfs.stdout
+
+    ids = {json.loads(e)["event_id"] for e in events}
+    with ps.es_client(stack) as client:
+        client.indices.refresh(index=f"{prefix}-*")
+        hits = client.search(index=f"{prefix}-*", size=len(events) + 1, _source=False)
+        indices = set(client.indices.get(index=f"{names.index_prefix}-*"))
+    assert {h["_id"] for h in hits["hits"]["hits"]} == ids
+    # none under the prefix of the environment's CLICKFAN_INDEX_PREFIX alone
+    assert indices and all(i.startswith(f"{prefix}-") for i in indices), indices
+    files = ps.read_archive(stack, root)
+    assert files and all(f.path.endswith(".parquet") for f in files)
+    assert sorted(e["event_id"] for f in files for e in f.events) == sorted(ids)
