@@ -8,6 +8,7 @@ matplotlib), and turns ClickfanError into a message.
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import sys
 
@@ -73,6 +74,9 @@ def cli() -> None:
 
 
 def main() -> None:
+    # a crash inside a C library (librdkafka, pyarrow) prints every thread's Python stack
+    # to stderr (a worker's log) before the process dies, instead of a bare -11
+    faulthandler.enable()
     stop_with_parent()
     try:
         code = cli.main(standalone_mode=False)
