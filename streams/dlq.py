@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from clickfan import kafka_client
 from clickfan.errors import ClickfanError
@@ -311,20 +311,28 @@ class DlqReader:
     def letters(self, starts: dict[int, int], ends: dict[int, int]) -> Iterator[Letter]:
         """Every record from starts[p] up to ends[p] (exclusive), partition by partition."""
         for p in sorted(starts):
-            start, end = starts[p], ends[p]
-            if start >= end:
-                continue
-            self._consumer.assign([TopicPartition(self._topic, p, start)])
-            try:
-                yield from self._partition(p, end)
-            finally:
-                self._consumer.unassign()
+            for message in self._records(p, starts[p], ends[p]):
+                kind, ms = message.timestamp()
+                yield judge(
+                    p,
+                    message.offset(),
+                    ms if kind != 0 and ms >= 0 else None,
+                    message.key(),
+                    message.value(),
+                    tuple((k, v or b"") for k, v in message.headers() or []),
+                )
 
     def first_record(self, p: int, start: int, end: int) -> int | None:
         """The offset of the first record in start..end-1 of partition ``p``, or None when
         there is none: what lies there are transaction markers and aborted attempts."""
+        for message in self._records(p, start, end):
+            return message.offset()
+        return None
+
+    def _records(self, p: int, start: int, end: int) -> Iterator[Message]:
+        """The records at offsets start..end-1 of partition ``p``, in order."""
         if start >= end:
-            return None
+            return
         self._consumer.assign([TopicPartition(self._topic, p, start)])
         try:
             deadline = time.monotonic() + READ_TIMEOUT_S
@@ -334,38 +342,17 @@ class DlqReader:
                     continue
                 if message.error():
                     if message.error().code() == KafkaError._PARTITION_EOF:
-                        return None
+                        return
                     raise ClickfanError(f"reading {self._topic}[{p}]: {message.error()}")
-                return message.offset() if message.offset() < end else None
+                deadline = time.monotonic() + READ_TIMEOUT_S  # progress: wait anew
+                if message.offset() >= end:
+                    return
+                yield message
+                if message.offset() == end - 1:
+                    return
             raise ClickfanError(f"reading {self._topic}[{p}] took over {READ_TIMEOUT_S:.0f}s")
         finally:
             self._consumer.unassign()
-
-    def _partition(self, p: int, end: int) -> Iterator[Letter]:
-        deadline = time.monotonic() + READ_TIMEOUT_S
-        while time.monotonic() < deadline:
-            message = self._consumer.poll(1.0)
-            if message is None:
-                continue
-            if message.error():
-                if message.error().code() == KafkaError._PARTITION_EOF:
-                    return
-                raise ClickfanError(f"reading {self._topic}[{p}]: {message.error()}")
-            deadline = time.monotonic() + READ_TIMEOUT_S  # progress: wait anew
-            if message.offset() >= end:
-                return
-            kind, ms = message.timestamp()
-            yield judge(
-                p,
-                message.offset(),
-                ms if kind != 0 and ms >= 0 else None,
-                message.key(),
-                message.value(),
-                tuple((k, v or b"") for k, v in message.headers() or []),
-            )
-            if message.offset() == end - 1:
-                return
-        raise ClickfanError(f"reading {self._topic}[{p}] took over {READ_TIMEOUT_S:.0f}s")
 
 
 class GroupViews:
