@@ -50,6 +50,19 @@ class Names:
     hdfs_root: str
 
     @classmethod
+    def defaults(cls, settings: Settings) -> Names:
+        """The names the settings give (what the compose app containers use)."""
+        return cls(
+            prefix="",
+            topic=settings.topic,
+            dlq_topic=settings.dlq_topic,
+            es_group=settings.es_group,
+            hdfs_group=settings.hdfs_group,
+            index_prefix=settings.index_prefix,
+            hdfs_root=settings.hdfs_root,
+        )
+
+    @classmethod
     def new(cls) -> Names:
         prefix = f"t{uuid.uuid4().hex[:10]}"
         return cls(

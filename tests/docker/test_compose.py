@@ -51,19 +51,6 @@ def compose(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
     return result.stdout
 
 
-def default_names(settings: Settings) -> Names:
-    """What the compose app containers use: the settings' defaults."""
-    return Names(
-        prefix="",
-        topic=settings.topic,
-        dlq_topic=settings.dlq_topic,
-        es_group=settings.es_group,
-        hdfs_group=settings.hdfs_group,
-        index_prefix=settings.index_prefix,
-        hdfs_root=settings.hdfs_root,
-    )
-
-
 def both_lags(settings: Settings, names: Names) -> dict[str, int]:
     try:
         return {g: lag(settings, g, names.topic) for g in (names.es_group, names.hdfs_group)}
@@ -74,7 +61,7 @@ def both_lags(settings: Settings, names: Names) -> dict[str, int]:
 def test_compose_pipeline_survives_kills_and_a_stopped_sink_then_the_demo_adds_up(
     stack: Settings,
 ) -> None:
-    names = default_names(stack)
+    names = Names.defaults(stack)
     compose("up", "-d", "--no-build", "--wait", "es-indexer", "hdfs-archiver", "monitor")
 
     # kill -9 of a worker container and of a broker container while events arrive

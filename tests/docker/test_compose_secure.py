@@ -119,18 +119,6 @@ def host_client_config(settings: Settings, user: str) -> kafka_client.KafkaClien
     return kafka_client.config_from_text(text, str(path))
 
 
-def default_names(settings: Settings) -> Names:
-    return Names(
-        prefix="",
-        topic=settings.topic,
-        dlq_topic=settings.dlq_topic,
-        es_group=settings.es_group,
-        hdfs_group=settings.hdfs_group,
-        index_prefix=settings.index_prefix,
-        hdfs_root=settings.hdfs_root,
-    )
-
-
 @pytest.fixture(scope="module")
 def secure_compose(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -180,7 +168,7 @@ def test_secure_demo_delivers_every_event_exactly_once_to_both_sinks(
     worker container reads them as its own user; every valid event is once in
     Elasticsearch and once in HDFS, every other one dead-lettered once per group."""
     s = secure_compose.settings
-    names = default_names(s)
+    names = Names.defaults(s)
     assert s.kafka_ports == tuple(int(f"{PREFIX}{p}") for p in (192, 193, 194))
     compose(
         "up",
